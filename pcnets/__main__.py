@@ -1,0 +1,3 @@
+from pcnets.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""The `pcnets` command line: Typer commands that compose Hydra configs and call the library.
+
+One module per command family; each registers its commands on ``app`` from pcnets.cli.common.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pcnets.cli.common import app
+
+# Order here is the order in `pcnets --help`.
+COMMAND_MODULES = [
+    "info",
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"pcnets.cli.{_name}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,89 @@
+"""The predictive-coding update and its error gradient (METHOD.md sections 2-3): tensors in, tensors out."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+REDUCTIONS = ("per_sample", "batch_mean")
+
+
+def pc_update(
+    ff: Tensor,
+    prev: Tensor,
+    grad: Tensor,
+    beta: Tensor | float,
+    lam: Tensor | float,
+    alpha: Tensor | float,
+    fb: Tensor | None,
+) -> Tensor:
+    """e_n(t) = beta*ff_n(t) + lam*d_n(t-1) + (1-beta-lam)*e_n(t-1) - alpha*g_n(t-1).
+
+    ``fb`` is the prediction of e_n made by encoder n+1 at t-1; the top encoder has none, and its
+    memory share is then 1 - beta (lam is ignored).
+    """
+    if fb is None:
+        return beta * ff + (1 - beta) * prev - alpha * grad
+    return beta * ff + lam * fb + (1 - beta - lam) * prev - alpha * grad
+
+
+def prediction_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample mean squared error between a decoder's prediction and its target, shape [B]."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+    return (pred - target).pow(2).flatten(1).mean(1)
+
+
+def predict_and_gradient(
+    decoder: nn.Module,
+    e: Tensor,
+    target: Tensor,
+    reduction: str = "per_sample",
+    differentiable: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Prediction d = W^b(e), per-sample error eps, and g = d eps / d e (the target held constant).
+
+    per_sample: eps of each image is the mean over its own elements, so g does not depend on the
+    batch. batch_mean (reference code): the loss is the mean over the whole batch tensor, so g is
+    the per_sample gradient divided by the batch size. With ``differentiable`` the gradient keeps
+    its graph (double backward through the decoder), for attacks and tuning.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"error_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    with torch.enable_grad():
+        src = e if (differentiable and e.requires_grad) else e.detach().requires_grad_(True)
+        pred = decoder(src)
+        per_sample = prediction_error(pred, target if differentiable else target.detach())
+        loss = per_sample.sum() if reduction == "per_sample" else per_sample.mean()
+        (grad,) = torch.autograd.grad(loss, src, create_graph=differentiable)
+    if not differentiable:
+        return pred.detach(), per_sample.detach(), grad
+    return pred, per_sample, grad
+
+
+@torch.no_grad()
+def decoder_window(decoder: nn.Module, in_shape: tuple[int, ...], tries: int = 10, seed: int = 0) -> float:
+    """C of the gradient scaling: how many output elements one input cell of the decoder reaches.
+
+    Perturb the centre cell (all channels) of a random input with a large random value and count
+    the decoder outputs that change; average over ``tries`` and over the batch (reference code).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    param = next(decoder.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    counts = []
+    for _ in range(tries):
+        x = torch.randn(in_shape, generator=gen).to(device, dtype)
+        base = decoder(x)
+        h, w = in_shape[-2] // 2, in_shape[-1] // 2
+        x[:, :, h, w] += 1e3 * torch.randn(in_shape[0], in_shape[1], generator=gen).to(device, dtype)
+        changed = (decoder(x) != base).flatten(1).sum(1).to(torch.float64)
+        counts.append(changed.mean().item())
+    return max(float(sum(counts) / len(counts)), 1.0)
+
+
+def error_scale(pred_numel_per_sample: int, batch: int, window: float, reduction: str) -> float:
+    """K / sqrt(C) of the gradient scaling; K counts the batch too under batch_mean (reference)."""
+    k = pred_numel_per_sample * (batch if reduction == "batch_mean" else 1)
+    return k / window**0.5

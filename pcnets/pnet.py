@@ -1,0 +1,367 @@
+"""PredictiveNet: a feedforward backbone, its encoder cut points, the feedback decoders, and the
+timestep loop of METHOD.md section 2.
+
+The backbone is left as it is (its state_dict is a plain torchvision/timm one). Forward hooks on
+the encoder modules replace each encoder's output with e_n(t) while a run is in progress; outside
+a run the hooks do nothing, so ``pnet.backbone(x)`` stays the plain feedforward model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from pcnets.dynamics import REDUCTIONS, decoder_window, error_scale, pc_update, predict_and_gradient
+from pcnets.errors import PcnetsError, suggest
+
+
+@dataclass
+class Step:
+    """One timestep of a run: the logits, and (when asked for) e_n(t) and the per-sample errors."""
+
+    t: int
+    logits: Tensor
+    states: list[Tensor] | None = None
+    errors: list[Tensor] | None = None
+
+
+@dataclass
+class Hyper:
+    """Per-encoder hyperparameters as tensors of shape [N] (beta, lambda, alpha)."""
+
+    beta: Tensor
+    lam: Tensor
+    alpha: Tensor
+
+
+@dataclass
+class _RunState:
+    """What the hooks need during one run; lives only while ``steps()`` is iterating."""
+
+    x: Tensor
+    hyper: Hyper
+    reduction: str
+    differentiable: bool
+    scaling: bool
+    random_init: bool
+    t: int = 0
+    feedback: bool = True
+    keep: bool = False
+    e: list = field(default_factory=list)  # e_n(t) for this timestep (index n-1)
+    prev: list = field(default_factory=list)  # e_n(t-1)
+    pred: list = field(default_factory=list)  # d_{n-1}(t-1): decoder n's prediction of e_{n-1}
+    grad: list = field(default_factory=list)  # g_n(t-1)
+    new_pred: list = field(default_factory=list)
+    new_grad: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+class PredictiveNet(nn.Module):
+    """A feedforward CNN with predictive-coding feedback between consecutive encoders.
+
+    Takes [0, 1] images and normalises them first: e_0 is the normalised image.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        encoders: Sequence[str],
+        decoders: nn.ModuleList | Sequence[nn.Module],
+        mean: Sequence[float],
+        std: Sequence[float],
+        transform: Callable | None = None,
+        name: str = "custom",
+        probe_size: int = 64,
+    ):
+        super().__init__()
+        self.name = name
+        self.backbone = backbone
+        self.encoder_names = list(encoders)
+        self.decoders = nn.ModuleList(decoders)
+        self.transform = transform
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        n = len(self.encoder_names)
+        if n < 1:
+            raise PcnetsError("a PredictiveNet needs at least one encoder module name")
+        if len(self.decoders) != n:
+            raise PcnetsError(f"{n} encoders need {n} decoders, got {len(self.decoders)}")
+        self.register_buffer("beta", torch.zeros(n))
+        self.register_buffer("lam", torch.zeros(n))
+        self.register_buffer("alpha", torch.zeros(n))
+        self.register_buffer("window", torch.ones(n))  # C of the gradient scaling, per decoder
+        self.set_hyperparameters(beta=0.8, lam=0.1, alpha=0.01)
+        self.error_reduction = "per_sample"
+        self.gradient_scaling = False
+        self.random_init = False
+        self._state: _RunState | None = None
+        _make_out_of_place(self.backbone)
+        modules = dict(self.backbone.named_modules())
+        for i, mname in enumerate(self.encoder_names):
+            if mname not in modules:
+                raise PcnetsError(
+                    f"encoder module {mname!r} not found in the backbone"
+                    f"{suggest(mname, [k for k in modules if k])}"
+                )
+            modules[mname].register_forward_hook(self._make_hook(i))
+        self.shapes = self._probe(probe_size)
+        self._check_decoders()
+
+    # ---- configuration -------------------------------------------------------------------
+
+    @property
+    def num_encoders(self) -> int:
+        return len(self.encoder_names)
+
+    def set_hyperparameters(self, beta=None, lam=None, alpha=None) -> None:
+        """Set beta, lambda, alpha: scalars, or one value per encoder. Checks 0 <= beta+lam <= 1."""
+        n = self.num_encoders
+        new = {}
+        for key, value in (("beta", beta), ("lam", lam), ("alpha", alpha)):
+            if value is None:
+                new[key] = getattr(self, key).clone()
+                continue
+            t = torch.as_tensor(value, dtype=torch.float32).flatten()
+            if t.numel() == 1:
+                t = t.repeat(n)
+            if t.numel() != n:
+                raise PcnetsError(
+                    f"{key} needs one value or {n} values (one per encoder), got {t.numel()}"
+                )
+            if (t < 0).any():
+                raise PcnetsError(f"{key} must be >= 0, got {t.tolist()}")
+            new[key] = t
+        lam_eff = new["lam"].clone()
+        lam_eff[-1] = 0.0  # the top encoder has no feedback: its lambda is ignored
+        total = new["beta"] + lam_eff
+        if (total > 1 + 1e-6).any():
+            bad = [i + 1 for i in torch.nonzero(total > 1 + 1e-6).flatten().tolist()]
+            raise PcnetsError(f"beta + lambda must be <= 1 (encoders {bad}: {total.tolist()})")
+        for key, t in new.items():
+            getattr(self, key).copy_(t.to(getattr(self, key).device))
+
+    def hyper(self) -> Hyper:
+        return Hyper(self.beta, self.lam, self.alpha)
+
+    def estimate_windows(self, tries: int = 10) -> Tensor:
+        """Estimate and store C for every decoder (needed once for gradient scaling)."""
+        for i, dec in enumerate(self.decoders):
+            c, h, w = self.shapes[i + 1]
+            self.window[i] = decoder_window(dec, (2, c, h, w), tries=tries)
+        return self.window
+
+    # ---- running -------------------------------------------------------------------------
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Plain feedforward logits of [0, 1] images (timestep 0)."""
+        return self.backbone(self.normalize(x))
+
+    def run(self, x: Tensor, timesteps: int = 10, **kwargs) -> list[Tensor]:
+        """Logits at timesteps 0..T (T+1 tensors); [0] is the plain feedforward output."""
+        return [step.logits for step in self.steps(x, timesteps, **kwargs)]
+
+    def steps(
+        self,
+        x: Tensor,
+        timesteps: int = 10,
+        *,
+        error_reduction: str | None = None,
+        gradient_scaling: bool | None = None,
+        random_init: bool | None = None,
+        differentiable: bool = False,
+        states: bool = False,
+        errors: bool = False,
+        hyper: Hyper | None = None,
+    ) -> Iterator[Step]:
+        """Iterate the dynamics, yielding one Step per timestep 0..T.
+
+        Without ``differentiable`` nothing keeps an autograd graph, and nothing outlives a timestep
+        that the next one does not need (predictions after the last timestep are skipped unless
+        ``errors`` asks for them). ``states`` keeps e_n(t) in each Step for analysis.
+        """
+        reduction = error_reduction or self.error_reduction
+        if reduction not in REDUCTIONS:
+            raise PcnetsError(f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        if timesteps < 0:
+            raise PcnetsError(f"timesteps must be >= 0, got {timesteps}")
+        if self._state is not None:
+            raise RuntimeError("a run of this PredictiveNet is already in progress")
+        state = _RunState(
+            x=x,
+            hyper=hyper or self.hyper(),
+            reduction=reduction,
+            differentiable=differentiable,
+            scaling=self.gradient_scaling if gradient_scaling is None else gradient_scaling,
+            random_init=self.random_init if random_init is None else random_init,
+            keep=states,
+        )
+        grad_mode = torch.enable_grad() if differentiable else torch.no_grad()
+        try:
+            for t in range(timesteps + 1):
+                state.t = t
+                state.feedback = t < timesteps or errors
+                state.e = [None] * self.num_encoders
+                state.new_pred = [None] * self.num_encoders
+                state.new_grad = [None] * self.num_encoders
+                state.errors = [None] * self.num_encoders
+                self._state = state
+                with grad_mode:
+                    e0 = self.normalize(x)
+                    state.x = e0
+                    logits = self.backbone(e0)
+                self._state = None
+                step = Step(
+                    t,
+                    logits,
+                    states=list(state.e) if states else None,
+                    errors=list(state.errors) if errors else None,
+                )
+                state.prev, state.pred, state.grad = state.e, state.new_pred, state.new_grad
+                yield step
+        finally:
+            self._state = None
+
+    # ---- the hook: one encoder at one timestep (METHOD.md section 2) -----------------------
+
+    def _make_hook(self, i: int):
+        def hook(module, inputs, output):
+            state = self._state
+            return output if state is None else self._encoder_step(i, output, state)
+
+        return hook
+
+    def _encoder_step(self, i: int, ff: Tensor, s: _RunState) -> Tensor:
+        top = i == self.num_encoders - 1
+        if s.t == 0:
+            e = torch.randn_like(ff) if s.random_init else ff
+        else:
+            alpha = s.hyper.alpha[i]
+            if s.scaling:
+                pred = s.pred[i]  # K counts the elements of decoder n's prediction
+                k_scale = error_scale(pred[0].numel(), pred.shape[0], float(self.window[i]), s.reduction)
+                alpha = alpha * k_scale
+            e = pc_update(
+                ff,
+                s.prev[i],
+                s.grad[i],
+                s.hyper.beta[i],
+                s.hyper.lam[i],
+                alpha,
+                fb=None if top else s.pred[i + 1],
+            )
+        s.e[i] = e
+        if s.feedback:
+            target = s.x if i == 0 else s.e[i - 1]
+            try:
+                pred, err, grad = predict_and_gradient(
+                    self.decoders[i], e, target, s.reduction, s.differentiable
+                )
+            except ValueError as exc:
+                raise PcnetsError(f"decoder {i + 1} ({self.encoder_names[i]}): {exc}") from None
+            s.new_pred[i], s.new_grad[i], s.errors[i] = pred, grad, err
+        return e
+
+    # ---- build-time checks ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def _probe(self, size: int) -> list[tuple[int, int, int]]:
+        """C,H,W of e_0..e_N for a probe image of ``size`` (decoder checks, default decoders)."""
+        shapes: list = [None] * self.num_encoders
+        modules = dict(self.backbone.named_modules())
+        handles = [
+            modules[m].register_forward_hook(
+                lambda mod, inp, out, i=i: shapes.__setitem__(i, tuple(out.shape[1:]))
+            )
+            for i, m in enumerate(self.encoder_names)
+        ]
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            self.backbone(torch.zeros(1, self.mean.shape[1], size, size, device=self.mean.device))
+        finally:
+            self.backbone.train(was_training)
+            for h in handles:
+                h.remove()
+        for i, shape in enumerate(shapes):
+            if shape is None or len(shape) != 3:
+                raise PcnetsError(
+                    f"encoder {self.encoder_names[i]!r} does not output a [B,C,H,W] feature map"
+                )
+        return [(self.mean.shape[1], size, size), *shapes]
+
+    @torch.no_grad()
+    def _check_decoders(self) -> None:
+        for i, dec in enumerate(self.decoders):
+            src, want = self.shapes[i + 1], self.shapes[i]
+            try:
+                got = tuple(dec(torch.zeros(1, *src, device=self.mean.device)).shape[1:])
+            except RuntimeError as exc:
+                raise PcnetsError(
+                    f"decoder {i + 1} cannot take encoder {self.encoder_names[i]!r}'s output "
+                    f"{src}: {str(exc).splitlines()[0]}"
+                ) from None
+            if got != want:
+                raise PcnetsError(
+                    f"decoder {i + 1} maps {self.encoder_names[i]!r} {src} to {got}, but its "
+                    f"target has shape {want}: fix the decoder spec (kernel/stride/padding/upsample)"
+                )
+
+    # ---- decoder files -------------------------------------------------------------------
+
+    def decoder_checkpoint(self, **meta) -> dict:
+        return {
+            "format": "pcnets-decoders-v1",
+            "backbone": self.name,
+            "encoders": self.encoder_names,
+            "decoders": self.decoders.state_dict(),
+            "window": self.window.cpu(),
+            **meta,
+        }
+
+    def save_decoders(self, path: str | Path, **meta) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.decoder_checkpoint(**meta), tmp)
+        tmp.replace(path)
+
+    def load_decoders(self, path: str | Path) -> dict:
+        """Load a decoder file written by save_decoders (or `pcnets import-decoders`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise PcnetsError(f"decoder file not found: {path}")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear line
+            raise PcnetsError(f"cannot read decoder file {path}: {exc}") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != "pcnets-decoders-v1":
+            raise PcnetsError(
+                f"{path} is not a pcnets decoder file; convert the authors' files with "
+                "`pcnets import-decoders`"
+            )
+        if ckpt["backbone"] != self.name or list(ckpt["encoders"]) != self.encoder_names:
+            raise PcnetsError(
+                f"{path} holds decoders for backbone {ckpt['backbone']!r} with encoders "
+                f"{list(ckpt['encoders'])}, not {self.name!r} with {self.encoder_names}"
+            )
+        try:
+            self.decoders.load_state_dict(ckpt["decoders"])
+        except RuntimeError as exc:
+            raise PcnetsError(f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}") from None
+        if "window" in ckpt:
+            self.window.copy_(ckpt["window"])
+        return ckpt
+
+
+def _make_out_of_place(model: nn.Module) -> None:
+    """In-place activations would overwrite e_n(t) and break autograd: turn them off."""
+    for m in model.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False
