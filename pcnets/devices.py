@@ -13,7 +13,9 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PcnetsError(f"device={name} was asked for, but this machine has no CUDA; use device=cpu")
+        raise PcnetsError(
+            f"device={name} was asked for, but this machine has no CUDA; use device=cpu"
+        )
     try:
         return torch.device(name)
     except RuntimeError:

@@ -30,7 +30,9 @@ def pc_update(
 def prediction_error(pred: Tensor, target: Tensor) -> Tensor:
     """Per-sample mean squared error between a decoder's prediction and its target, shape [B]."""
     if pred.shape != target.shape:
-        raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        raise ValueError(
+            f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
+        )
     return (pred - target).pow(2).flatten(1).mean(1)
 
 
@@ -62,7 +64,9 @@ def predict_and_gradient(
 
 
 @torch.no_grad()
-def decoder_window(decoder: nn.Module, in_shape: tuple[int, ...], tries: int = 10, seed: int = 0) -> float:
+def decoder_window(
+    decoder: nn.Module, in_shape: tuple[int, ...], tries: int = 10, seed: int = 0
+) -> float:
     """C of the gradient scaling: how many output elements one input cell of the decoder reaches.
 
     Perturb the centre cell (all channels) of a random input with a large random value and count
@@ -77,7 +81,9 @@ def decoder_window(decoder: nn.Module, in_shape: tuple[int, ...], tries: int = 1
         x = torch.randn(in_shape, generator=gen).to(device, dtype)
         base = decoder(x)
         h, w = in_shape[-2] // 2, in_shape[-1] // 2
-        x[:, :, h, w] += 1e3 * torch.randn(in_shape[0], in_shape[1], generator=gen).to(device, dtype)
+        x[:, :, h, w] += 1e3 * torch.randn(in_shape[0], in_shape[1], generator=gen).to(
+            device, dtype
+        )
         changed = (decoder(x) != base).flatten(1).sum(1).to(torch.float64)
         counts.append(changed.mean().item())
     return max(float(sum(counts) / len(counts)), 1.0)

@@ -70,7 +70,7 @@ class PredictiveNet(nn.Module):
         self,
         backbone: nn.Module,
         encoders: Sequence[str],
-        decoders: nn.ModuleList | Sequence[nn.Module],
+        decoders: Sequence[nn.Module] | None,
         mean: Sequence[float],
         std: Sequence[float],
         transform: Callable | None = None,
@@ -81,15 +81,13 @@ class PredictiveNet(nn.Module):
         self.name = name
         self.backbone = backbone
         self.encoder_names = list(encoders)
-        self.decoders = nn.ModuleList(decoders)
+        self.decoders = nn.ModuleList()
         self.transform = transform
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         n = len(self.encoder_names)
         if n < 1:
             raise PcnetsError("a PredictiveNet needs at least one encoder module name")
-        if len(self.decoders) != n:
-            raise PcnetsError(f"{n} encoders need {n} decoders, got {len(self.decoders)}")
         self.register_buffer("beta", torch.zeros(n))
         self.register_buffer("lam", torch.zeros(n))
         self.register_buffer("alpha", torch.zeros(n))
@@ -99,6 +97,7 @@ class PredictiveNet(nn.Module):
         self.gradient_scaling = False
         self.random_init = False
         self._state: _RunState | None = None
+        self._windows_ready = False
         _make_out_of_place(self.backbone)
         modules = dict(self.backbone.named_modules())
         for i, mname in enumerate(self.encoder_names):
@@ -109,7 +108,17 @@ class PredictiveNet(nn.Module):
                 )
             modules[mname].register_forward_hook(self._make_hook(i))
         self.shapes = self._probe(probe_size)
+        if decoders is not None:
+            self.set_decoders(decoders)
+
+    def set_decoders(self, decoders: Sequence[nn.Module]) -> None:
+        """Install the feedback decoders (decoders[0] predicts the image) after checking shapes."""
+        n = self.num_encoders
+        if len(decoders) != n:
+            raise PcnetsError(f"{n} encoders need {n} decoders, got {len(decoders)}")
+        self.decoders = nn.ModuleList(decoders).to(self.mean.device)
         self._check_decoders()
+        self._windows_ready = False
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -152,6 +161,7 @@ class PredictiveNet(nn.Module):
         for i, dec in enumerate(self.decoders):
             c, h, w = self.shapes[i + 1]
             self.window[i] = decoder_window(dec, (2, c, h, w), tries=tries)
+        self._windows_ready = True
         return self.window
 
     # ---- running -------------------------------------------------------------------------
@@ -188,17 +198,24 @@ class PredictiveNet(nn.Module):
         """
         reduction = error_reduction or self.error_reduction
         if reduction not in REDUCTIONS:
-            raise PcnetsError(f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+            raise PcnetsError(
+                f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}"
+            )
         if timesteps < 0:
             raise PcnetsError(f"timesteps must be >= 0, got {timesteps}")
         if self._state is not None:
             raise RuntimeError("a run of this PredictiveNet is already in progress")
+        if len(self.decoders) != self.num_encoders:
+            raise PcnetsError("this PredictiveNet has no decoders yet: call set_decoders()")
+        scaling = self.gradient_scaling if gradient_scaling is None else gradient_scaling
+        if scaling and not self._windows_ready:
+            self.estimate_windows()
         state = _RunState(
             x=x,
             hyper=hyper or self.hyper(),
             reduction=reduction,
             differentiable=differentiable,
-            scaling=self.gradient_scaling if gradient_scaling is None else gradient_scaling,
+            scaling=scaling,
             random_init=self.random_init if random_init is None else random_init,
             keep=states,
         )
@@ -245,7 +262,9 @@ class PredictiveNet(nn.Module):
             alpha = s.hyper.alpha[i]
             if s.scaling:
                 pred = s.pred[i]  # K counts the elements of decoder n's prediction
-                k_scale = error_scale(pred[0].numel(), pred.shape[0], float(self.window[i]), s.reduction)
+                k_scale = error_scale(
+                    pred[0].numel(), pred.shape[0], float(self.window[i]), s.reduction
+                )
                 alpha = alpha * k_scale
             e = pc_update(
                 ff,
@@ -270,6 +289,11 @@ class PredictiveNet(nn.Module):
 
     # ---- build-time checks ---------------------------------------------------------------
 
+    def _like(self) -> dict:
+        """dtype and device of the backbone's parameters, for dry-run inputs."""
+        p = next(self.backbone.parameters(), None)
+        return {"dtype": p.dtype, "device": p.device} if p is not None else {}
+
     @torch.no_grad()
     def _probe(self, size: int) -> list[tuple[int, int, int]]:
         """C,H,W of e_0..e_N for a probe image of ``size`` (decoder checks, default decoders)."""
@@ -284,7 +308,7 @@ class PredictiveNet(nn.Module):
         was_training = self.backbone.training
         self.backbone.eval()
         try:
-            self.backbone(torch.zeros(1, self.mean.shape[1], size, size, device=self.mean.device))
+            self.backbone(torch.zeros(1, self.mean.shape[1], size, size, **self._like()))
         finally:
             self.backbone.train(was_training)
             for h in handles:
@@ -301,7 +325,7 @@ class PredictiveNet(nn.Module):
         for i, dec in enumerate(self.decoders):
             src, want = self.shapes[i + 1], self.shapes[i]
             try:
-                got = tuple(dec(torch.zeros(1, *src, device=self.mean.device)).shape[1:])
+                got = tuple(dec(torch.zeros(1, *src, **self._like())).shape[1:])
             except RuntimeError as exc:
                 raise PcnetsError(
                     f"decoder {i + 1} cannot take encoder {self.encoder_names[i]!r}'s output "
@@ -321,7 +345,6 @@ class PredictiveNet(nn.Module):
             "backbone": self.name,
             "encoders": self.encoder_names,
             "decoders": self.decoders.state_dict(),
-            "window": self.window.cpu(),
             **meta,
         }
 
@@ -354,9 +377,10 @@ class PredictiveNet(nn.Module):
         try:
             self.decoders.load_state_dict(ckpt["decoders"])
         except RuntimeError as exc:
-            raise PcnetsError(f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}") from None
-        if "window" in ckpt:
-            self.window.copy_(ckpt["window"])
+            raise PcnetsError(
+                f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}"
+            ) from None
+        self._windows_ready = False
         return ckpt
 
 

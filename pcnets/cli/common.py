@@ -29,8 +29,9 @@ app = typer.Typer(
 OVERRIDES_HELP = "Hydra overrides: group=option (backbone=vgg16) or key=value (data.limit=50)."
 
 
-def command(name: str, **kwargs) -> Callable:
-    """Register a command whose PcnetsError (and Ctrl-C) ends in one line and a non-zero exit."""
+def command(name: str, on: typer.Typer | None = None, **kwargs) -> Callable:
+    """Register a command (on ``app``, or the sub-app ``on``) whose PcnetsError (and Ctrl-C)
+    ends in one line and a non-zero exit."""
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -44,7 +45,7 @@ def command(name: str, **kwargs) -> Callable:
                 typer.secho("interrupted: finished work is saved; rerun to resume", err=True)
                 raise typer.Exit(130) from None
 
-        return app.command(name, **kwargs)(guarded)
+        return (on or app).command(name, **kwargs)(guarded)
 
     return wrap
 

@@ -8,8 +8,8 @@ from pcnets.cli.common import command, echo
 @command("info")
 def info() -> None:
     """Print package versions, the available device, and the registered backbones."""
-    from pcnets.provenance import environment
     from pcnets.config import options
+    from pcnets.provenance import environment
 
     env = environment()
     for key in ("pcnets", "python", "torch", "torchvision", "timm", "numpy", "device", "git"):

@@ -1,0 +1,210 @@
+"""Accuracy, corruption errors (CE), mean corruption errors (mCE) and bootstrap intervals.
+
+Arrays of error rates are laid out (..., corruption, severity, timestep); per-image correctness
+is (image, ...). Leading axes are kept, so one call scores every bootstrap resample at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+# AlexNet's top-1 error averaged over the 5 severities (METHOD.md section 7; Hendrycks et al.).
+ALEXNET_ERR: dict[str, float] = {
+    "gaussian_noise": 0.886428,
+    "shot_noise": 0.894468,
+    "impulse_noise": 0.922640,
+    "defocus_blur": 0.819880,
+    "glass_blur": 0.826268,
+    "motion_blur": 0.785948,
+    "zoom_blur": 0.798360,
+    "snow": 0.866816,
+    "frost": 0.826572,
+    "fog": 0.819324,
+    "brightness": 0.564592,
+    "contrast": 0.853204,
+    "elastic_transform": 0.646056,
+    "pixelate": 0.717840,
+    "jpeg_compression": 0.606500,
+}
+STANDARD_CORRUPTIONS: tuple[str, ...] = tuple(ALEXNET_ERR)
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+ALL_CORRUPTIONS: tuple[str, ...] = STANDARD_CORRUPTIONS + EXTRA_CORRUPTIONS
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+def accuracy(correct, total):
+    """Top-1 accuracy from counts (numbers or arrays of the same shape)."""
+    result = np.asarray(correct, dtype=np.float64) / np.asarray(total, dtype=np.float64)
+    return result.item() if result.ndim == 0 else result
+
+
+def error_rate(correct, total):
+    """Top-1 error rate, 1 - accuracy, from counts."""
+    result = 1.0 - np.asarray(accuracy(correct, total))
+    return result.item() if result.ndim == 0 else result
+
+
+def rates(
+    df: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    correct: str = "correct",
+    total: str = "total",
+) -> pd.DataFrame:
+    """Add accuracy and error columns to a table of counts; with `by`, sum the counts per group
+    first (e.g. over data shards or over severities)."""
+    table = df.groupby(list(by), as_index=False)[[correct, total]].sum() if by else df.copy()
+    table["accuracy"] = accuracy(table[correct].to_numpy(), table[total].to_numpy())
+    table["error"] = 1.0 - table["accuracy"]
+    return table
+
+
+def corruption_error(errors, reference=None):
+    """CE: the sum of error rates over severities (the last axis), divided by `reference`'s sum
+    (a reference model's per-severity errors, or their total) when one is given."""
+    ce = np.asarray(errors, dtype=np.float64).sum(axis=-1)
+    if reference is None:
+        return ce
+    return ce / np.asarray(reference, dtype=np.float64).sum(axis=-1)
+
+
+def relative_mce(errors) -> np.ndarray:
+    """mCE relative to timestep 0, as the Predify reference code: mean over corruptions of
+    CE_c(t) / CE_c(0). errors: (..., corruption, severity, timestep); returns (..., timestep)."""
+    ce = np.asarray(errors, dtype=np.float64).sum(axis=-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (ce / ce[..., :1]).mean(axis=-2)
+
+
+def alexnet_ce_denominator(corruptions: Sequence[str]) -> np.ndarray:
+    """AlexNet's CE per corruption: 5 x its severity-averaged error (NaN for the 4 extras)."""
+    return np.array([len(SEVERITIES) * ALEXNET_ERR.get(c, np.nan) for c in corruptions])
+
+
+def standard_mce(errors, corruptions: Sequence[str]) -> np.ndarray:
+    """Hendrycks & Dietterich's mCE over the 15 standard corruptions among `corruptions`:
+    mean of sum_s E_{s,c} / sum_s E^AlexNet_{s,c}. errors: (..., corruption, severity, timestep)."""
+    keep = [i for i, c in enumerate(corruptions) if c in ALEXNET_ERR]
+    if not keep:
+        raise ValueError(f"none of {list(corruptions)} has an AlexNet reference error")
+    errors = np.asarray(errors, dtype=np.float64)[..., keep, :, :]
+    denominator = alexnet_ce_denominator([corruptions[i] for i in keep])
+    return (errors.sum(axis=-2) / denominator[:, None]).mean(axis=-2)
+
+
+def error_cube(
+    df: pd.DataFrame,
+    corruptions: Sequence[str] | None = None,
+    correct: str = "correct",
+    total: str = "total",
+) -> tuple[list[str], np.ndarray]:
+    """(corruption names, errors of shape (corruption, severity, timestep)) from a long table with
+    columns corruption, severity, timestep and counts; every cell must be present."""
+    names = list(corruptions) if corruptions is not None else _ordered(df["corruption"].unique())
+    table = rates(df[df["corruption"].isin(names)], ["corruption", "severity", "timestep"])
+    severities = sorted(table["severity"].unique())
+    timesteps = sorted(table["timestep"].unique())
+    index = pd.MultiIndex.from_product(
+        [names, severities, timesteps], names=["corruption", "severity", "timestep"]
+    )
+    errors = table.set_index(["corruption", "severity", "timestep"])["error"].reindex(index)
+    if errors.isna().any():
+        missing = errors[errors.isna()].index[0]
+        raise ValueError(f"no counts for corruption/severity/timestep {missing}")
+    return names, errors.to_numpy().reshape(len(names), len(severities), len(timesteps))
+
+
+def _ordered(names) -> list[str]:
+    known = [c for c in ALL_CORRUPTIONS if c in set(names)]
+    return known + sorted(set(names) - set(known))
+
+
+def mce_table(errors, corruptions: Sequence[str]) -> pd.DataFrame:
+    """Per timestep: relative mCE over all given corruptions, the AlexNet-normalised mCE over the
+    standard 15, and the relative mCE of the extra corruptions alone (reported apart)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    timesteps = np.arange(errors.shape[-1])
+    table = pd.DataFrame({"timestep": timesteps, "relative_mce": relative_mce(errors)})
+    has_standard = any(c in ALEXNET_ERR for c in corruptions)
+    table["standard_mce"] = standard_mce(errors, corruptions) if has_standard else np.nan
+    extra = [i for i, c in enumerate(corruptions) if c not in ALEXNET_ERR]
+    table["extra_relative_mce"] = relative_mce(errors[extra]) if extra else np.nan
+    return table
+
+
+def corruption_table(errors, corruptions: Sequence[str]) -> pd.DataFrame:
+    """One row per corruption and timestep: CE, CE relative to timestep 0, CE / AlexNet's CE."""
+    ce = corruption_error(np.moveaxis(np.asarray(errors, dtype=np.float64), -2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = ce / ce[:, :1]
+    alexnet = ce / alexnet_ce_denominator(corruptions)[:, None]
+    rows = [
+        {
+            "corruption": name,
+            "group": "standard" if name in ALEXNET_ERR else "extra",
+            "timestep": t,
+            "ce": ce[i, t],
+            "relative_ce": relative[i, t],
+            "alexnet_ce": alexnet[i, t],
+        }
+        for i, name in enumerate(corruptions)
+        for t in range(ce.shape[1])
+    ]
+    return pd.DataFrame(rows)
+
+
+def bootstrap_means(correct, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Mean correctness of `n_resamples` resamples of the images (axis 0) drawn with replacement:
+    shape (n_resamples, *conditions). Counts-times-matrix in chunks: fast, bounded memory."""
+    x = np.asarray(correct)
+    n = x.shape[0]
+    flat = x.reshape(n, -1).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_resamples, flat.shape[1]), dtype=np.float64)
+    step = max(1, min(n_resamples, 2**22 // max(n, 1)))
+    for start in range(0, n_resamples, step):
+        b = min(step, n_resamples - start)
+        picks = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
+        out[start : start + b] = counts @ flat / n
+    return out.reshape(n_resamples, *x.shape[1:])
+
+
+def percentile_interval(samples, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The (low, high) percentile interval of bootstrap statistics over axis 0 (NaNs ignored)."""
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.nanpercentile(np.asarray(samples, dtype=np.float64), [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def accuracy_interval(
+    correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(accuracy, low, high) per condition from per-image correctness (image, *conditions)."""
+    point = np.asarray(correct, dtype=np.float64).mean(axis=0)
+    low, high = percentile_interval(bootstrap_means(correct, n_resamples, seed), level)
+    return point, low, high
+
+
+def mce_intervals(
+    correct,
+    corruptions: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """mce_table plus bootstrap (low, high) columns, from per-image correctness of shape
+    (image, corruption, severity, timestep); the same images resampled for every condition."""
+    table = mce_table(1.0 - np.asarray(correct, dtype=np.float64).mean(axis=0), corruptions)
+    errors = 1.0 - bootstrap_means(correct, n_resamples, seed)
+    stats = {"relative_mce": relative_mce(errors)}
+    if any(c in ALEXNET_ERR for c in corruptions):
+        stats["standard_mce"] = standard_mce(errors, corruptions)
+    extra = [i for i, c in enumerate(corruptions) if c not in ALEXNET_ERR]
+    if extra:
+        stats["extra_relative_mce"] = relative_mce(errors[:, extra])
+    for name, samples in stats.items():
+        table[f"{name}_low"], table[f"{name}_high"] = percentile_interval(samples, level)
+    return table

@@ -1,0 +1,72 @@
+"""Shared fixtures: the sample set's location and small networks that build fast on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pcnets.decoders import DecoderSpec, build_decoder
+from pcnets.pnet import PredictiveNet
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def data_dir() -> Path:
+    return Path(
+        os.environ.get("PCNETS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_root() -> Path:
+    root = data_dir() / "imagenet-sample"
+    if not (root / "val").is_dir():
+        pytest.skip(f"the ImageNet sample is not at {root} (set PCNETS_DATA_DIR)")
+    return root
+
+
+def tiny_backbone(dtype=torch.float32) -> nn.Module:
+    """A 3-stage CNN with pooling between the encoders, like a miniature VGG."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),  # 0,1 -> encoder "1"
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),  # 3,4 -> encoder "4"
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.Tanh(),  # 6,7 -> encoder "7"
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    ).to(dtype)
+
+
+def tiny_pnet(dtype=torch.float32, size: int = 8) -> PredictiveNet:
+    specs = [
+        DecoderSpec(4, 3),
+        DecoderSpec(6, 4, kernel=4, stride=2, padding=1, relu=True),
+        DecoderSpec(8, 6, upsample=2),
+    ]
+    torch.manual_seed(1)
+    decoders = [build_decoder(s).to(dtype) for s in specs]
+    pnet = PredictiveNet(
+        tiny_backbone(dtype),
+        ["1", "4", "7"],
+        decoders,
+        [0.4, 0.5, 0.6],
+        [0.2, 0.25, 0.3],
+        name="tiny",
+        probe_size=size,
+    )
+    return pnet.to(dtype)
+
+
+@pytest.fixture
+def tiny() -> PredictiveNet:
+    return tiny_pnet()
