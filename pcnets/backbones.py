@@ -278,3 +278,9 @@ def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet
     pnet = build_from_config(cfg)
     defaults = compose([], "pnet").pc
     return apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
+
+
+def pnet_from_config(cfg: DictConfig, device: torch.device | str = "cpu") -> PredictiveNet:
+    """The network that a command's composed config describes (backbone + pc), in eval mode."""
+    pnet = build_from_config(cfg.backbone)
+    return apply_pc_config(pnet, cfg.pc).to(device).eval()

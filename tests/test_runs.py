@@ -1,0 +1,40 @@
+"""Run folders: the config is saved, finished cells survive an interruption, configs don't mix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pcnets.config import compose
+from pcnets.errors import PcnetsError
+from pcnets.runs import Run, cell_key
+
+
+def test_cells_are_saved_and_found_again(tmp_path):
+    cfg = compose(["data.limit=5"])
+    run = Run("eval-noise", cfg, out=tmp_path / "r")
+    run.record(cell_key(sigma=0.5), [{"sigma": 0.5, "timestep": 0, "correct": 3, "total": 5}])
+    with open(tmp_path / "r" / "cells.jsonl", "a") as fh:
+        fh.write('{"cell": "cut sh')  # what an interruption mid-write leaves
+    again = Run("eval-noise", cfg, out=tmp_path / "r")
+    assert again.is_done(cell_key(sigma=0.5)) and not again.is_done(cell_key(sigma=1.0))
+    assert again.metrics()["correct"].tolist() == [3]
+    assert (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1] == "0.5,0,3,5"
+    prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert prov["status"] == "running" and prov["config_hash"] == run.hash
+
+
+def test_default_folder_is_named_by_the_config_hash(tmp_path, monkeypatch):
+    monkeypatch.setattr("pcnets.runs.RESULTS", tmp_path)
+    a = Run("eval-noise", compose(["data.limit=5"]))
+    b = Run("eval-noise", compose(["data.limit=6"]))
+    c = Run("eval-noise", compose(["data.limit=5", "device=cpu"]))
+    assert a.path.parent == tmp_path / "eval-noise" / "vgg16"
+    assert a.path != b.path and a.path == c.path
+
+
+def test_a_folder_of_another_config_is_refused(tmp_path):
+    Run("eval-noise", compose(["data.limit=5"]), out=tmp_path)
+    with pytest.raises(PcnetsError, match="holds a run of another config"):
+        Run("eval-noise", compose(["data.limit=7"]), out=tmp_path)
