@@ -1,0 +1,51 @@
+"""`pcnets make-imagenet-c`: write an ImageNet-C tree from an ImageNet val folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pcnets.cli.common import command, echo
+
+
+@command("make-imagenet-c")
+def make_imagenet_c(
+    val_root: Path = typer.Option(
+        ..., "--val-root", help="ImageNet val folder: <val-root>/<wnid>/<image>."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Tree to write: <out>/<corruption>/<severity>/<wnid>/<image>."
+    ),
+    names: str = typer.Option(
+        "all",
+        "--names",
+        help="Comma-separated corruptions, or all (19), benchmark (15), extra (4).",
+    ),
+    severities: str = typer.Option("1,2,3,4,5", "--severities", help="Comma-separated, 1..5."),
+    workers: int = typer.Option(2, "--workers", help="Processes; 0 runs in this one."),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Only this many images, spread over the classes."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Base seed; each image x cell gets its own."),
+    size: int = typer.Option(224, "--size", help="Crop size (Resize size*256/224, CenterCrop)."),
+    lossless: bool = typer.Option(
+        False, "--lossless", help="Save PNG instead of JPEG quality 85 (the released format)."
+    ),
+) -> None:
+    """Corrupt ImageNet val images into an ImageNet-C tree; rerun to resume an interrupted run."""
+    from pcnets.imagenet_c import JPEG_QUALITY
+    from pcnets.imagenet_c import make_imagenet_c as make
+
+    counts = make(
+        val_root,
+        out,
+        names=names,
+        severities=severities,
+        workers=workers,
+        size=size,
+        seed=seed,
+        limit=limit,
+        jpeg_quality=None if lossless else JPEG_QUALITY,
+    )
+    echo(f"wrote {counts.written} images, {counts.skipped} were already there: {out}")
