@@ -1,0 +1,61 @@
+"""`pcnets train-feedback` (train the decoders, eq. 3) and `pcnets import-decoders` (convert the
+paper authors' published decoder weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+
+
+@command("train-feedback")
+def train_feedback(
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (sets train.epochs)."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder; default results/train-feedback/<backbone>/<config hash>."
+    ),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Train the feedback decoders of a frozen backbone; rerun the same command to resume.
+
+    Recipes: train=sgd (PVGG16), train=rmsprop (PEfficientNetB0), train=demo (small, CPU).
+    Many GPUs: torchrun --nproc_per_node=K -m pcnets train-feedback ...
+    """
+    from pcnets.train import TrainingInterrupted, is_rank_zero
+    from pcnets.train import train_feedback as train
+
+    cfg = compose_cli(overrides, **{"train.epochs": epochs, "device": device, "out": out})
+    try:
+        path = train(cfg)
+    except TrainingInterrupted as stop:
+        if is_rank_zero():
+            typer.secho(str(stop), err=True)
+        raise typer.Exit(130) from None
+    if is_rank_zero():
+        echo(f"decoders: {path}")
+
+
+@command("import-decoders")
+def import_decoders(
+    src: list[Path] = typer.Option(
+        ...,
+        "--src",
+        help="A folder of the authors' per-decoder files (*_pc<N>_*.pth), or the files (repeat).",
+    ),
+    out: Path = typer.Option(..., "--out", help="The decoder file to write."),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="vgg16 (PVGG16), efficientnet_b0 (PEfficientNetB0), ..."
+    ),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Convert the paper authors' decoder weights into a pcnets decoder file (pc.decoders=FILE)."""
+    from pcnets.import_decoders import import_decoders as convert
+
+    extra = [f"backbone={backbone}"] if backbone else []
+    cfg = compose_cli([*extra, *(overrides or [])])
+    path, files = convert(cfg.backbone, src, out)
+    echo(f"{len(files)} decoders of {cfg.backbone.name} from {', '.join(f.name for f in files)}")
+    echo(f"decoders: {path}")
