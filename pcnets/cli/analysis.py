@@ -1,0 +1,73 @@
+"""`pcnets tune`, `pcnets manifold`, `pcnets report`: hyperparameter tuning, the convergence to
+clean representations, and one Markdown report of many run folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+
+
+@command("tune")
+def tune(
+    timesteps: int | None = typer.Option(
+        None, "--timesteps", help="Timesteps unrolled (tune.timesteps; default pc.timesteps)."
+    ),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default: by config hash)."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Learn beta, lambda, alpha per encoder on noisy images; writes hyper.json (pc.hyper=PATH)."""
+    from pcnets.tune import tune as run_tune
+
+    cfg = compose_cli(overrides, **{"tune.timesteps": timesteps, "device": device, "out": out})
+    result = run_tune(cfg)
+    if not result.run.writer:
+        return
+    for key in ("beta", "lam", "alpha"):
+        echo(f"{key:6s} " + " ".join(f"{v:.4g}" for v in result.hyper[key]))
+    first, final = result.hyper["first_loss"], result.hyper["final_loss"]
+    echo(f"objective (mean over the first / last quarter of the steps): {first:.3f} -> {final:.3f}")
+    echo(f"wrote {result.path} (use it with pc.hyper={result.path})")
+
+
+@command("manifold")
+def manifold(
+    timesteps: int | None = typer.Option(
+        None, "--timesteps", help="Timesteps t = 0..T (manifold.timesteps, default 14)."
+    ),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default: by config hash)."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Correlation distance of noisy to clean representations per encoder and timestep."""
+    from pcnets.manifold import manifold as run_manifold
+
+    first_class = {"manifold.timesteps": timesteps, "device": device, "out": out}
+    cfg = compose_cli(overrides, **first_class)
+    result = run_manifold(cfg)
+    if not result.run.writer:
+        return
+    metrics = result.metrics
+    last = metrics[metrics["timestep"] == metrics["timestep"].max()]
+    for sigma, part in last.groupby("sigma"):
+        values = " ".join(f"{v:.3f}" for v in part.sort_values("encoder")["normalized"])
+        echo(f"sigma {sigma:g}: distance at t={int(part['timestep'].iloc[0])} / t=0: {values}")
+    echo(f"wrote {result.run.path}")
+
+
+@command("report")
+def report(
+    paths: list[Path] = typer.Argument(..., help="Run folders, or results roots to scan."),
+    out: Path = typer.Option(Path("results/report.md"), "--out", help="The Markdown file."),
+    copy_figures: bool = typer.Option(
+        False, "--copy-figures", help="Copy figures beside the report instead of linking them."
+    ),
+) -> None:
+    """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
+    from pcnets.report import write_report
+
+    path, runs = write_report(paths, out, copy_figures)
+    echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")

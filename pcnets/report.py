@@ -1,0 +1,454 @@
+"""One Markdown report of many run folders (DESIGN.md "Results"): paper-style summary tables, then
+every run's table.md and figures with the command and the key config that made it.
+
+Only files are read (provenance.json, config.yaml, metrics.csv, table.md, *.png, hyper.json), so
+re-running the report after more runs finish updates it without rerunning anything. A folder that
+looks like a run folder but lacks or garbles one of the three required files stops the report
+with a PcnetsError naming the folder and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pcnets.errors import PcnetsError
+
+# The order of the sections: the paper's pipeline, then anything else alphabetically.
+COMMAND_ORDER = ("train-feedback", "eval-noise", "eval-corruptions", "attack", "tune", "manifold")
+REQUIRED = ("provenance.json", "config.yaml", "metrics.csv")
+MARKERS = (*REQUIRED, "cells.jsonl")
+# The config groups that describe each command's own settings (beside backbone, pc and data).
+COMMAND_GROUPS = {
+    "train-feedback": ("train",),
+    "eval-noise": ("eval",),
+    "eval-corruptions": ("eval", "corruptions"),
+    "attack": ("attack",),
+    "tune": ("tune",),
+    "manifold": ("manifold",),
+}
+COMMON_KEYS = (
+    "backbone.name",
+    "pc.beta",
+    "pc.lam",
+    "pc.alpha",
+    "pc.timesteps",
+    "pc.error_reduction",
+    "pc.gradient_scaling",
+    "pc.decoders",
+    "pc.hyper",
+    "data.kind",
+    "data.split",
+    "data.limit",
+    "seed",
+)
+
+
+# ---- Markdown ------------------------------------------------------------------------------
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub Markdown table of a DataFrame (floats to ``digits`` significant digits)."""
+
+    def cell(v) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.{digits}g}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    cols = [cell(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+# ---- reading run folders -------------------------------------------------------------------
+
+
+@dataclass
+class RunFolder:
+    """One run folder as read from disk."""
+
+    path: Path
+    provenance: dict
+    config: DictConfig
+    metrics: pd.DataFrame
+    table: str | None = None
+    figures: list[Path] = field(default_factory=list)
+    hyper: dict | None = None
+
+    @property
+    def command(self) -> str:
+        return str(self.provenance["command"])
+
+    @property
+    def status(self) -> str:
+        return str(self.provenance.get("status", "unknown"))
+
+    @property
+    def backbone(self) -> str:
+        return str(OmegaConf.select(self.config, "backbone.name", default="?"))
+
+    @property
+    def label(self) -> str:
+        """Backbone, folder name (the config hash by default), and whether tuned hyperparameters
+        were used: tells runs apart in the summary tables."""
+        h = self.path.name
+        tuned = " (tuned)" if OmegaConf.select(self.config, "pc.hyper", default=None) else ""
+        return f"{self.backbone} {h}{tuned}"
+
+
+def _is_run_folder(path: Path) -> bool:
+    return any((path / m).exists() for m in MARKERS)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders among ``paths``: each is a run folder itself, or a root scanned for them (a run
+    folder is any folder holding provenance.json, config.yaml, metrics.csv or cells.jsonl)."""
+    found: list[Path] = []
+    for given in paths:
+        root = Path(given)
+        if not root.is_dir():
+            raise PcnetsError(f"{root}: no such folder; give run folders or a results root")
+        if _is_run_folder(root):
+            found.append(root)
+            continue
+        inside = []
+        for dirpath, dirnames, _ in os.walk(root):
+            here = Path(dirpath)
+            if here != root and _is_run_folder(here):
+                inside.append(here)
+                dirnames.clear()
+            else:
+                dirnames.sort()
+        if not inside:
+            raise PcnetsError(f"{root}: no run folders in it (none holds provenance.json)")
+        found += inside
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def _corrupt(path: Path, what: str) -> PcnetsError:
+    return PcnetsError(
+        f"corrupt run folder {path}: {what}; rerun the command that made it, or leave it out"
+    )
+
+
+def load_run(path: str | Path) -> RunFolder:
+    """Read and check one run folder: provenance.json (with "command"), config.yaml and
+    metrics.csv must exist and parse; table.md, *.png and hyper.json are taken when present."""
+    path = Path(path)
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            raise _corrupt(path, f"{name} is missing")
+    try:
+        prov = json.loads((path / "provenance.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, f"provenance.json is not valid JSON ({exc})") from None
+    if not isinstance(prov, dict) or not isinstance(prov.get("command"), str):
+        raise _corrupt(path, 'provenance.json has no "command"')
+    try:
+        cfg = OmegaConf.load(path / "config.yaml")
+    except Exception as exc:  # noqa: BLE001 - YAML and OmegaConf raise many types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _corrupt(path, f"config.yaml is not valid YAML ({first})") from None
+    if not isinstance(cfg, DictConfig):
+        raise _corrupt(path, "config.yaml is not a mapping")
+    try:
+        metrics = pd.read_csv(path / "metrics.csv")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, f"metrics.csv cannot be read ({str(exc).splitlines()[0]})") from None
+    table = (path / "table.md").read_text() if (path / "table.md").is_file() else None
+    hyper = None
+    if (path / "hyper.json").is_file():
+        try:
+            hyper = json.loads((path / "hyper.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise _corrupt(path, f"hyper.json is not valid JSON ({exc})") from None
+    figures = sorted(path.glob("*.png"))
+    return RunFolder(path, prov, cfg, metrics, table, figures, hyper)
+
+
+def _order(run: RunFolder) -> tuple:
+    cmd = run.command
+    rank = COMMAND_ORDER.index(cmd) if cmd in COMMAND_ORDER else len(COMMAND_ORDER)
+    return (rank, cmd, run.backbone, str(run.path))
+
+
+# ---- per-run sections ----------------------------------------------------------------------
+
+
+def command_line(run: RunFolder) -> str:
+    """The command line that made the run (provenance's argv), or a reconstruction from it."""
+    argv = (run.provenance.get("environment") or {}).get("argv")
+    if isinstance(argv, list) and argv:
+        return shlex.join(["pcnets" if "pcnets" in str(argv[0]) else str(argv[0]), *argv[1:]])
+    return f"pcnets {run.command} (command line not recorded)"
+
+
+def key_config(run: RunFolder) -> dict[str, object]:
+    """The settings worth seeing beside a result: backbone, dynamics, data, and the command's own
+    config group(s), flattened to dotted keys."""
+    out: dict[str, object] = {}
+    for key in COMMON_KEYS:
+        value = OmegaConf.select(run.config, key, default="(unset)")
+        if value != "(unset)":
+            out[key] = _plain(value)
+    for group in COMMAND_GROUPS.get(run.command, ()):
+        node = run.config.get(group)
+        if isinstance(node, DictConfig):
+            for key, value in _flatten(OmegaConf.to_container(node), group).items():
+                out[key] = value
+    return out
+
+
+def _plain(value):
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def _flatten(node, prefix: str) -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: node}
+
+
+def _demote(markdown: str, levels: int = 3) -> str:
+    return "\n".join(
+        ("#" * levels + line) if line.startswith("#") else line for line in markdown.splitlines()
+    )
+
+
+def _figure_link(fig: Path, run: RunFolder, out: Path, copy: bool) -> str:
+    if copy:
+        h = run.provenance.get("config_hash") or run.path.name
+        target = out.parent / f"{out.stem}_figures" / run.command / run.backbone / h / fig.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(fig, target)
+    else:
+        target = fig
+    rel = os.path.relpath(target.resolve(), out.parent.resolve())
+    return Path(rel).as_posix()
+
+
+def run_section(run: RunFolder, out: Path, copy_figures: bool = False) -> str:
+    """The Markdown of one run: where, how (command, key config), its table and figures."""
+    rel = Path(os.path.relpath(run.path.resolve(), out.parent.resolve())).as_posix()
+    unfinished = "" if run.status == "finished" else f" — **{run.status}, not finished**"
+    lines = [
+        f"### {run.command}: {run.label}{unfinished}",
+        "",
+        f"- folder: [`{rel}`]({rel}/)",
+        f"- command: `{command_line(run)}`",
+        f"- started {run.provenance.get('started', '?')}, {run.provenance.get('seconds', '?')} s, "
+        f"git {(run.provenance.get('environment') or {}).get('git', '?')}, "
+        f"device {(run.provenance.get('environment') or {}).get('device', '?')}",
+        "- key config: "
+        + ", ".join(f"`{k}={json.dumps(v, default=str)}`" for k, v in key_config(run).items()),
+        "",
+    ]
+    lines.append(_demote(run.table.strip()) if run.table else "(this run wrote no table.md)")
+    lines.append("")
+    for fig in run.figures:
+        lines += [f"![{run.command} {fig.stem}]({_figure_link(fig, run, out, copy_figures)})", ""]
+    return "\n".join(lines)
+
+
+# ---- paper-style summaries across runs -----------------------------------------------------
+
+
+def _has(df: pd.DataFrame, *cols: str) -> bool:
+    return all(c in df.columns for c in cols)
+
+
+def noise_summary(runs: list[RunFolder]) -> str | None:
+    """Top-1 accuracy per timestep under Gaussian noise, one row per run and sigma (paper fig 3)."""
+    rows = []
+    for run in runs:
+        df = run.metrics
+        if run.command != "eval-noise" or not _has(df, "sigma", "timestep", "correct", "total"):
+            continue
+        counts = df.groupby(["sigma", "timestep"])[["correct", "total"]].sum()
+        acc = (counts["correct"] / counts["total"]).unstack("timestep")
+        for sigma, series in acc.iterrows():
+            row = {
+                "run": run.label,
+                "sigma": sigma,
+                "images": int(counts.loc[sigma]["total"].max()),
+            }
+            row.update({f"t{int(t)}": v for t, v in series.items()})
+            rows.append(row)
+    if not rows:
+        return None
+    return "### Accuracy under Gaussian noise (top-1 per timestep)\n\n" + markdown_table(
+        pd.DataFrame(rows), 3
+    )
+
+
+def corruption_summary(runs: list[RunFolder]) -> str | None:
+    """mCE per timestep (relative to t = 0, and AlexNet-normalised) per run (paper fig. 4)."""
+    from pcnets.metrics import error_cube, mce_table
+
+    parts = []
+    for run in runs:
+        df = run.metrics
+        if run.command != "eval-corruptions" or not _has(
+            df, "corruption", "severity", "timestep", "correct", "total"
+        ):
+            continue
+        try:
+            names, cube = error_cube(df)
+        except ValueError as exc:
+            parts.append(f"{run.label}: incomplete ({exc})")
+            continue
+        table = mce_table(cube, names).set_index("timestep")
+        for col in ("relative_mce", "standard_mce"):
+            row = {"run": run.label, "measure": col, "corruptions": len(names)}
+            row.update({f"t{t}": v for t, v in table[col].items()})
+            parts.append(row)
+    rows = [p for p in parts if isinstance(p, dict)]
+    if not parts:
+        return None
+    text = "### Corruption errors (mCE per timestep)\n\n"
+    text += markdown_table(pd.DataFrame(rows), 4) if rows else ""
+    notes = [p for p in parts if isinstance(p, str)]
+    return text + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+
+
+def attack_summary(runs: list[RunFolder]) -> str | None:
+    """Attack success rate per epsilon and timestep per run, when metrics.csv has columns eps,
+    timestep, total and one count of successes (success, successes or fooled); with a "kind"
+    column, only the attacks through the unrolled dynamics (not the transfer rows)."""
+    rows = []
+    for run in runs:
+        df = run.metrics
+        if "kind" in df.columns:
+            df = df[df["kind"] == "unrolled"]
+        hit = next((c for c in ("success", "successes", "fooled") if c in df.columns), None)
+        if run.command != "attack" or hit is None or not _has(df, "eps", "timestep", "total"):
+            continue
+        counts = df.groupby(["eps", "timestep"])[[hit, "total"]].sum()
+        rate = (counts[hit] / counts["total"]).unstack("timestep")
+        for eps, series in rate.iterrows():
+            row = {"run": run.label, "eps": eps}
+            row.update({f"t{int(t)}": v for t, v in series.items()})
+            rows.append(row)
+    if not rows:
+        return None
+    return "### Attack success rate per timestep\n\n" + markdown_table(pd.DataFrame(rows), 3)
+
+
+def tune_summary(runs: list[RunFolder]) -> str | None:
+    """Tuned beta / lambda / alpha per encoder (columns e1..eN), one row per tune run and value,
+    with the objective at the start and the end of tuning."""
+    rows = []
+    for run in runs:
+        if run.command != "tune" or not run.hyper:
+            continue
+        h = run.hyper
+        first, final = h.get("first_loss"), h.get("final_loss")
+        change = f"{first:.3f} -> {final:.3f}" if first is not None and final is not None else ""
+        for key, name in (("beta", "beta"), ("lam", "lambda"), ("alpha", "alpha")):
+            row = {"run": run.label, "value": name, "objective": change}
+            row.update({f"e{i + 1}": v for i, v in enumerate(h[key])})
+            rows.append(row)
+    if not rows:
+        return None
+    return "### Tuned hyperparameters\n\n" + markdown_table(pd.DataFrame(rows), 3)
+
+
+def manifold_summary(runs: list[RunFolder]) -> str | None:
+    """Relative correlation distance to clean at the last timestep, per run, sigma and encoder."""
+    rows = []
+    for run in runs:
+        df = run.metrics
+        if run.command != "manifold" or not _has(df, "sigma", "encoder", "timestep", "normalized"):
+            continue
+        last = df[df["timestep"] == df["timestep"].max()]
+        for sigma, part in last.groupby("sigma"):
+            row = {"run": run.label, "sigma": sigma, "t": int(part["timestep"].iloc[0])}
+            pairs = zip(part["encoder"], part["normalized"], strict=True)
+            row.update({f"e{int(e)}": v for e, v in pairs})
+            rows.append(row)
+    if not rows:
+        return None
+    return (
+        "### Convergence to clean representations (distance relative to t = 0, last timestep)\n\n"
+        + markdown_table(pd.DataFrame(rows), 3)
+    )
+
+
+SUMMARIES = (noise_summary, corruption_summary, attack_summary, tune_summary, manifold_summary)
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+
+def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -> str:
+    """The Markdown text of the report of ``runs`` (figures linked relative to ``out``)."""
+    runs = sorted(runs, key=_order)
+    out = Path(out)
+    lines = [
+        "# pcnets report",
+        "",
+        f"{len(runs)} run folders, gathered {time.strftime('%Y-%m-%d %H:%M:%S')} by "
+        "`pcnets report` (rerun it to update; nothing is recomputed).",
+        "",
+        "## Runs",
+        "",
+    ]
+    index = pd.DataFrame(
+        [
+            {
+                "#": i + 1,
+                "command": r.command,
+                "backbone": r.backbone,
+                "status": r.status,
+                "config hash": r.provenance.get("config_hash", ""),
+                "folder": Path(os.path.relpath(r.path.resolve(), out.parent.resolve())).as_posix(),
+            }
+            for i, r in enumerate(runs)
+        ]
+    )
+    lines += [markdown_table(index), ""]
+    summaries = [s for s in (fn(runs) for fn in SUMMARIES) if s]
+    if summaries:
+        lines += ["## Summary", ""]
+        for s in summaries:
+            lines += [s, ""]
+    current = None
+    for run in runs:
+        if run.command != current:
+            current = run.command
+            lines += [f"## {current}", ""]
+        lines += [run_section(run, out, copy_figures), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    paths: Iterable[str | Path], out: str | Path, copy_figures: bool = False
+) -> tuple[Path, list[RunFolder]]:
+    """Find, check and read the run folders under ``paths`` and write the report to ``out``.
+    Every folder is checked before anything is written, so a corrupt one leaves no half report."""
+    out = Path(out)
+    runs = [load_run(p) for p in find_runs(paths)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = build_report(runs, out, copy_figures)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return out, runs
