@@ -237,14 +237,14 @@ def build_from_config(cfg: DictConfig) -> PredictiveNet:
 def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet:
     """Hyperparameters, numerics and decoder/hyperparameter files from a `pc` config node."""
     pc = OmegaConf.create(pc) if isinstance(pc, dict) else pc
+    for key in ("error_reduction", "gradient_scaling", "random_init"):
+        if pc.get(key) is not None:
+            setattr(pnet, key, pc[key])
     values = {k: pc.get(k) for k in ("beta", "lam", "alpha")}
     values = {k: (list(v) if OmegaConf.is_list(v) else v) for k, v in values.items()}
     pnet.set_hyperparameters(**values)
     if pc.get("hyper"):
         pnet.set_hyperparameters(**load_hyper(pc.hyper, pnet))
-    for key in ("error_reduction", "gradient_scaling", "random_init"):
-        if pc.get(key) is not None:
-            setattr(pnet, key, pc[key])
     if pc.get("decoders"):
         pnet.load_decoders(pc.decoders)
     return pnet
@@ -261,6 +261,13 @@ def load_hyper(path: str | Path, pnet: PredictiveNet) -> dict:
         raise PcnetsError(f"pc.hyper: {path} is not valid JSON: {exc}") from None
     if data.get("backbone") not in (None, pnet.name):
         raise PcnetsError(f"pc.hyper: {path} was tuned for {data['backbone']!r}, not {pnet.name!r}")
+    for key in ("error_reduction", "gradient_scaling"):
+        # alpha means something else under another error reduction or scaling
+        if key in data and data[key] != getattr(pnet, key):
+            raise PcnetsError(
+                f"pc.hyper: {path} was tuned with pc.{key}={data[key]}, this run has "
+                f"{getattr(pnet, key)}; set pc.{key}={data[key]} or tune again"
+            )
     return {k: data[k] for k in ("beta", "lam", "alpha")}
 
 
@@ -281,6 +288,8 @@ def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet
 
 
 def pnet_from_config(cfg: DictConfig, device: torch.device | str = "cpu") -> PredictiveNet:
-    """The network that a command's composed config describes (backbone + pc), in eval mode."""
+    """The network that a command's composed config describes (backbone + pc), in eval mode.
+    Seeded by cfg.seed, so untrained decoders are the same in every run."""
+    torch.manual_seed(int(cfg.get("seed", 0)))
     pnet = build_from_config(cfg.backbone)
     return apply_pc_config(pnet, cfg.pc).to(device).eval()

@@ -50,6 +50,7 @@ class Run:
         self.writer = is_main()
         self._cells: dict[str, list[dict]] = {}
         self._started = time.time()
+        self._earlier: list[dict] = []
         if self.writer:
             self._open()
 
@@ -68,6 +69,7 @@ class Run:
         else:
             cfg_file.write_text(text)
         self._cells = self._read_cells()
+        self._earlier = _earlier_sessions(self.path / "provenance.json")
         self.provenance(status="running")
 
     def _read_cells(self) -> dict[str, list[dict]]:
@@ -86,12 +88,19 @@ class Run:
     def provenance(self, status: str, **extra) -> None:
         if not self.writer:
             return
+        session = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
+            "seconds": round(time.time() - self._started, 1),
+            "status": status,
+        }
+        sessions = [*self._earlier, session]
         info = {
             "command": self.command,
             "config_hash": self.hash,
             "status": status,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
-            "seconds": round(time.time() - self._started, 1),
+            "started": sessions[0]["started"],
+            "seconds": round(sum(s["seconds"] for s in sessions), 1),  # over every session
+            "sessions": sessions,
             "cells_done": len(self._cells),
             "environment": environment(),
             **extra,
@@ -133,6 +142,21 @@ class Run:
 
     def finish(self, **extra) -> None:
         self.provenance(status="finished", **extra)
+
+
+def _earlier_sessions(path: Path) -> list[dict]:
+    """The sessions recorded by earlier invocations of this run (a resumed run adds one)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return old.get("sessions") or [
+        {
+            "started": old.get("started"),
+            "seconds": old.get("seconds", 0),
+            "status": old.get("status"),
+        }
+    ]
 
 
 def _atomic_write(path: Path, text: str) -> None:

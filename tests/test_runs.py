@@ -38,3 +38,13 @@ def test_a_folder_of_another_config_is_refused(tmp_path):
     Run("eval-noise", compose(["data.limit=5"]), out=tmp_path)
     with pytest.raises(PcnetsError, match="holds a run of another config"):
         Run("eval-noise", compose(["data.limit=7"]), out=tmp_path)
+
+
+def test_a_resumed_run_adds_a_session_and_keeps_the_first_start(tmp_path):
+    cfg = compose(["data.limit=5"])
+    Run("eval-noise", cfg, out=tmp_path).finish()
+    first = json.loads((tmp_path / "provenance.json").read_text())
+    Run("eval-noise", cfg, out=tmp_path).finish()
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert len(prov["sessions"]) == 2 and prov["started"] == first["started"]
+    assert prov["seconds"] == pytest.approx(sum(s["seconds"] for s in prov["sessions"]))
