@@ -54,7 +54,9 @@ class Panel:
 
 
 def draw_panel(ax, panel: Panel) -> None:
-    """Draw a Panel on a matplotlib axes: lines with markers, shaded bands, reference line."""
+    """Draw a Panel on a matplotlib axes: lines with markers, shaded bands (an infinite bound is
+    drawn to just past the largest finite value of the panel), reference line."""
+    top, bottom = _finite_range(panel)
     for i, curve in enumerate(panel.curves):
         color = curve.style.get("color", f"C{i % 10}")
         style = {"marker": "o", "markersize": 3, "linewidth": 1.6, "color": color, **curve.style}
@@ -63,8 +65,8 @@ def draw_panel(ax, panel: Panel) -> None:
         if curve.low is not None and curve.high is not None:
             ax.fill_between(
                 x,
-                np.asarray(curve.low, dtype=float),
-                np.asarray(curve.high, dtype=float),
+                np.clip(np.asarray(curve.low, dtype=float), bottom, top),
+                np.clip(np.asarray(curve.high, dtype=float), bottom, top),
                 color=color,
                 alpha=0.18,
                 linewidth=0,
@@ -85,6 +87,21 @@ def draw_panel(ax, panel: Panel) -> None:
     ax.grid(alpha=0.3)
     if panel.legend and any(c.label for c in panel.curves):
         ax.legend(fontsize=8, frameon=False)
+
+
+def _finite_range(panel: Panel) -> tuple[float, float]:
+    """(top, bottom) to which infinite band bounds are clipped: the finite values' range + 5%."""
+    values = [
+        np.asarray(v, dtype=float)
+        for c in panel.curves
+        for v in (c.y, c.low, c.high)
+        if v is not None
+    ]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    if finite.size == 0:
+        return 1.0, 0.0
+    margin = 0.05 * max(float(finite.max() - finite.min()), 1e-9)
+    return float(finite.max() + margin), float(finite.min() - margin)
 
 
 def save_panels(
