@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PCNETS := $(VENV)/bin/pcnets
 # The shared sample set sits beside the checkout in CI and on the developers' machines.
+IMAGENET ?=
+IMAGENET_C ?=
+SMOKE ?= 0
 PCNETS_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 export PCNETS_DATA_DIR
 
@@ -26,6 +29,18 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check pcnets tests scripts
 	$(VENV)/bin/ruff format --check pcnets tests scripts
+
+# The paper's pipeline, small, offline, on CPU (CUDA when present): results/demo/REPORT.md.
+demo: setup
+	scripts/demo.sh
+
+# The paper's pipeline per model on real data: make reproduce-pvgg16 IMAGENET=... IMAGENET_C=...
+# SMOKE=1 runs the same stages at tiny scale with random weights (CI's check).
+reproduce-pvgg16: setup
+	IMAGENET=$(IMAGENET) IMAGENET_C=$(IMAGENET_C) SMOKE=$(SMOKE) scripts/reproduce.sh pvgg16
+
+reproduce-peffb0: setup
+	IMAGENET=$(IMAGENET) IMAGENET_C=$(IMAGENET_C) SMOKE=$(SMOKE) scripts/reproduce.sh peffb0
 
 clean-venv:
 	rm -rf $(VENV)

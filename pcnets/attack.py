@@ -126,6 +126,7 @@ class AttackSpec:
     targeted: bool = True
     target_offset: int = 800
     num_images: int = 1000
+    select: str = "correct"
     batch_size: int = 16
     seed: int = 0
     checks: CheckSpec = field(default_factory=CheckSpec)
@@ -160,6 +161,8 @@ class AttackSpec:
             self, "target_offset", _whole(self.target_offset, "attack.target_offset", 1)
         )
         object.__setattr__(self, "num_images", _whole(self.num_images, "attack.num_images", 1))
+        if self.select not in ("correct", "any"):
+            raise PcnetsError(f"attack.select must be correct or any, got {self.select!r}")
         object.__setattr__(self, "batch_size", _whole(self.batch_size, "attack.batch_size", 1))
         c = self.checks
         _whole(c.num_images, "attack.checks.num_images", 1)
@@ -469,9 +472,11 @@ def select_images(
     batch_size: int,
     device,
     progress: bool = True,
+    require_correct: bool = True,
 ) -> Selection:
     """Up to ``count`` images, taken in a seeded random order, that the network classifies
-    correctly at every timestep 0..max_timestep (the reference code's rule)."""
+    correctly at every timestep 0..max_timestep (the reference code's rule). Without
+    ``require_correct`` any image qualifies (smoke runs with random weights)."""
     if len(dataset) == 0:
         raise PcnetsError("the dataset is empty; check data.split and data.limit")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -483,7 +488,8 @@ def select_images(
             images, labels = load_images(dataset, batch, device)
             with torch.no_grad():
                 logits = pnet.run(images, max_timestep)
-            good = torch.stack([out.argmax(1) == labels for out in logits]).all(0).tolist()
+            good = torch.stack([out.argmax(1) == labels for out in logits]).all(0)
+            good = (good | (not require_correct)).tolist()
             examined += len(batch)
             for index, ok in zip(batch, good, strict=True):
                 if ok and len(chosen) < count:
@@ -544,6 +550,7 @@ def _shared_selection(
                 spec.batch_size,
                 device,
                 progress,
+                require_correct=spec.select == "correct",
             )
             selection.save(path)
     if world_size() == 1:

@@ -15,7 +15,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pcnets.dynamics import REDUCTIONS, decoder_window, error_scale, pc_update, predict_and_gradient
+from pcnets.dynamics import (
+    REDUCTIONS,
+    adjoint_predict_and_gradient,
+    decoder_plan,
+    decoder_window,
+    error_scale,
+    pc_update,
+    pc_update_fused,
+    predict_and_gradient,
+)
 from pcnets.errors import PcnetsError, suggest
 
 
@@ -58,6 +67,25 @@ class _RunState:
     new_pred: list = field(default_factory=list)
     new_grad: list = field(default_factory=list)
     errors: list = field(default_factory=list)
+    want_errors: bool = False
+    fast: _Fast | None = None  # set when no graph is kept (differentiable=False)
+
+
+@dataclass
+class _Fast:
+    """Per-run constants of the graph-free path: Python-number coefficients (one device sync per
+    run), the decoders' explicit-adjoint plans, and which predictions/gradients anything uses."""
+
+    beta: list[float]
+    lam: list[float]
+    memory: list[float]  # 1 - beta - lam (1 - beta at the top)
+    alpha: list[float]  # alpha_n, times K / sqrt(C) once K is known when scaling
+    window: list[float]
+    plans: list
+    need_pred: list[bool]  # decoder n's prediction feeds encoder n-1 (lambda_{n-1} != 0)
+    need_grad: list[bool]  # g_n is used (alpha_n != 0)
+    scaled: list[bool]  # alpha_n already includes K / sqrt(C) (or needs no scaling)
+    dtype: torch.dtype  # of the hyperparameters: products are rounded to it, as pc_update does
 
 
 class PredictiveNet(nn.Module):
@@ -97,6 +125,7 @@ class PredictiveNet(nn.Module):
         self.gradient_scaling = False
         self.random_init = False
         self._state: _RunState | None = None
+        self._adjoint = adjoint_predict_and_gradient  # compile_decoders() swaps in a compiled one
         self._windows_ready = False
         _make_out_of_place(self.backbone)
         modules = dict(self.backbone.named_modules())
@@ -164,6 +193,17 @@ class PredictiveNet(nn.Module):
         self._windows_ready = True
         return self.window
 
+    def compile_decoders(self, **options) -> None:
+        """torch.compile the graph-free decoder step (prediction, error, explicit adjoint), where
+        nearly all the dynamics' extra time goes; the backbone stays eager (its hooks hold the
+        run's state). ``options`` go to torch.compile."""
+        import torch._dynamo
+
+        # one graph per decoder and per (errors, gradient) need: more than dynamo's default 8
+        limit = 4 * self.num_encoders
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+        self._adjoint = torch.compile(adjoint_predict_and_gradient, dynamic=False, **options)
+
     # ---- running -------------------------------------------------------------------------
 
     def normalize(self, x: Tensor) -> Tensor:
@@ -219,8 +259,13 @@ class PredictiveNet(nn.Module):
             random_init=self.random_init if random_init is None else random_init,
             keep=states,
         )
+        state.want_errors = errors
+        if not differentiable:
+            state.fast = self._fast_constants(state.hyper, scaling)
         grad_mode = torch.enable_grad() if differentiable else torch.no_grad()
         try:
+            with grad_mode:
+                e0 = self.normalize(x)
             for t in range(timesteps + 1):
                 state.t = t
                 state.feedback = t < timesteps or errors
@@ -228,10 +273,9 @@ class PredictiveNet(nn.Module):
                 state.new_pred = [None] * self.num_encoders
                 state.new_grad = [None] * self.num_encoders
                 state.errors = [None] * self.num_encoders
+                state.x = e0
                 self._state = state
                 with grad_mode:
-                    e0 = self.normalize(x)
-                    state.x = e0
                     logits = self.backbone(e0)
                 self._state = None
                 step = Step(
@@ -254,7 +298,32 @@ class PredictiveNet(nn.Module):
 
         return hook
 
+    def _fast_constants(self, hyper: Hyper, scaling: bool) -> _Fast:
+        n = self.num_encoders
+        lam_eff = hyper.lam.detach().clone()
+        lam_eff[-1] = 0.0
+        memory = 1 - hyper.beta.detach() - lam_eff  # float32, as pc_update computes it
+        beta, lam, memory, alpha = (
+            torch.stack([hyper.beta.detach(), hyper.lam.detach(), memory, hyper.alpha.detach()])
+            .cpu()
+            .tolist()
+        )
+        return _Fast(
+            beta=beta,
+            lam=lam,
+            memory=memory,
+            alpha=alpha,
+            window=self.window.tolist() if scaling else [1.0] * n,
+            plans=[decoder_plan(d) for d in self.decoders],
+            need_pred=[i > 0 and lam[i - 1] != 0 for i in range(n)],
+            need_grad=[a != 0 for a in alpha],
+            scaled=[not scaling] * n,
+            dtype=hyper.alpha.dtype,
+        )
+
     def _encoder_step(self, i: int, ff: Tensor, s: _RunState) -> Tensor:
+        if s.fast is not None:
+            return self._fast_encoder_step(i, ff, s, s.fast)
         top = i == self.num_encoders - 1
         if s.t == 0:
             e = torch.randn_like(ff) if s.random_init else ff
@@ -282,6 +351,47 @@ class PredictiveNet(nn.Module):
                 pred, err, grad = predict_and_gradient(
                     self.decoders[i], e, target, s.reduction, s.differentiable
                 )
+            except ValueError as exc:
+                raise PcnetsError(f"decoder {i + 1} ({self.encoder_names[i]}): {exc}") from None
+            s.new_pred[i], s.new_grad[i], s.errors[i] = pred, grad, err
+        return e
+
+    def _fast_encoder_step(self, i: int, ff: Tensor, s: _RunState, f: _Fast) -> Tensor:
+        """``_encoder_step`` without a graph: fused update, explicit adjoint, and no prediction or
+        gradient that nothing uses."""
+        top = i == self.num_encoders - 1
+        if s.t == 0:
+            e = torch.randn_like(ff) if s.random_init else ff
+        else:
+            if not f.scaled[i]:  # K counts the elements of decoder n's prediction
+                if f.alpha[i] != 0:
+                    pred = s.pred[i]
+                    k = error_scale(pred[0].numel(), pred.shape[0], f.window[i], s.reduction)
+                    f.alpha[i] = (torch.tensor(f.alpha[i], dtype=f.dtype) * k).item()
+                f.scaled[i] = True
+            e = pc_update_fused(
+                ff,
+                s.prev[i],
+                s.grad[i],
+                f.beta[i],
+                f.lam[i],
+                f.memory[i],
+                f.alpha[i],
+                fb=None if top else s.pred[i + 1],
+            )
+        s.e[i] = e
+        need_grad = f.need_grad[i]
+        if s.feedback and (need_grad or f.need_pred[i] or s.want_errors):
+            target = s.x if i == 0 else s.e[i - 1]
+            try:
+                if f.plans[i] is not None:
+                    pred, err, grad = self._adjoint(
+                        f.plans[i], e, target, s.reduction, s.want_errors, need_grad
+                    )
+                else:
+                    pred, err, grad = predict_and_gradient(
+                        self.decoders[i], e, target, s.reduction, False
+                    )
             except ValueError as exc:
                 raise PcnetsError(f"decoder {i + 1} ({self.encoder_names[i]}): {exc}") from None
             s.new_pred[i], s.new_grad[i], s.errors[i] = pred, grad, err
@@ -334,7 +444,8 @@ class PredictiveNet(nn.Module):
             if got != want:
                 raise PcnetsError(
                     f"decoder {i + 1} maps {self.encoder_names[i]!r} {src} to {got}, but its "
-                    f"target has shape {want}: fix the decoder spec (kernel/stride/padding/upsample)"
+                    f"target has shape {want}: fix the decoder spec "
+                    "(kernel/stride/padding/upsample)"
                 )
 
     # ---- decoder files -------------------------------------------------------------------

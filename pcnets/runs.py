@@ -30,6 +30,25 @@ from pcnets.provenance import environment
 RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
 # Keys that change where or how fast a run goes, not what it computes.
 NOT_HASHED = ("out", "device")
+# The config sections that decide what each command computes: only they name its run folder, so
+# changing, say, attack settings keeps the noise evaluation's finished cells.
+ALWAYS = ("seed", "amp", "channels_last")
+SECTIONS = {
+    "eval-noise": ("backbone", "pc", "data", "eval"),
+    "eval-corruptions": ("backbone", "pc", "data", "eval", "corruptions"),
+    "attack": ("backbone", "pc", "data", "attack"),
+    "tune": ("backbone", "pc", "data", "tune"),
+    "manifold": ("backbone", "pc", "data", "manifold"),
+}
+
+
+def run_hash(command: str, cfg: DictConfig) -> str:
+    """The hash that names a command's run folder: its own sections of the config only."""
+    sections = SECTIONS.get(command)
+    if sections is None:
+        return config_hash(cfg, ignore=NOT_HASHED)
+    keep = {k: cfg.get(k) for k in (*sections, *ALWAYS) if k in cfg}
+    return config_hash(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep))))
 
 
 def cell_key(**parts) -> str:
@@ -43,7 +62,7 @@ class Run:
     def __init__(self, command: str, cfg: DictConfig, out: str | Path | None = None):
         self.command = command
         self.cfg = cfg
-        self.hash = config_hash(cfg, ignore=NOT_HASHED)
+        self.hash = run_hash(command, cfg)
         out = out if out is not None else cfg.get("out")
         name = cfg.backbone.name if "backbone" in cfg else "run"
         self.path = Path(out) if out else RESULTS / command / str(name) / self.hash
@@ -62,7 +81,7 @@ class Run:
         text = OmegaConf.to_yaml(self.cfg, resolve=True)
         if cfg_file.exists():
             old = OmegaConf.load(cfg_file)
-            if config_hash(old, ignore=NOT_HASHED) != self.hash:
+            if run_hash(self.command, old) != self.hash:
                 raise PcnetsError(
                     f"{self.path} holds a run of another config; choose another --out or delete it"
                 )

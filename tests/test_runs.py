@@ -48,3 +48,14 @@ def test_a_resumed_run_adds_a_session_and_keeps_the_first_start(tmp_path):
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert len(prov["sessions"]) == 2 and prov["started"] == first["started"]
     assert prov["seconds"] == pytest.approx(sum(s["seconds"] for s in prov["sessions"]))
+
+
+def test_only_a_commands_own_sections_name_its_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr("pcnets.runs.RESULTS", tmp_path)
+    noise = Run("eval-noise", compose(["data.limit=5"]))
+    assert Run("eval-noise", compose(["data.limit=5", "attack.steps=3"])).path == noise.path
+    assert Run("eval-noise", compose(["data.limit=5", "eval.sigmas=[0.5]"])).path != noise.path
+    assert (
+        Run("attack", compose(["data.limit=5", "attack.steps=3"])).hash
+        != Run("attack", compose(["data.limit=5"])).hash
+    )

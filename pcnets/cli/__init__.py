@@ -12,6 +12,13 @@ from pcnets.cli.common import app
 # Order here is the order in `pcnets --help`.
 COMMAND_MODULES = [
     "info",
+    "data",
+    "train",
+    "imagenet_c",
+    "evaluate",
+    "attack",
+    "analysis",
+    "bench",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,92 @@
+"""`pcnets bench`: time the dynamics against the straightforward loop and the plain backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+from pcnets.errors import PcnetsError
+
+
+@command("bench")
+def bench(
+    batch: str = typer.Option(
+        "2", "--batch", help="Images per batch, or auto (CUDA: the largest power of two that fits)."
+    ),
+    size: int = typer.Option(224, "--size", help="Image side in pixels."),
+    timesteps: int = typer.Option(4, "--timesteps", help="Timesteps T of each run."),
+    repeats: int = typer.Option(5, "--repeats", help="Interleaved rounds; each mode's median."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N."),
+    pretrained: bool | None = typer.Option(
+        None,
+        "--pretrained/--random",
+        help="Published or random backbone weights (default random; pretrained with --accuracy).",
+    ),
+    fast: bool | None = typer.Option(
+        None, "--fast/--no-fast", help="Also time the fast numerics (default: on CUDA only)."
+    ),
+    compile_: bool = typer.Option(
+        False, "--compile", help="Also time the fast path with torch.compile of the decoder step."
+    ),
+    modes: str | None = typer.Option(
+        None, "--modes", help="Comma list of modes to time instead of the default set."
+    ),
+    accuracy: bool = typer.Option(
+        False, "--accuracy", help="Also top-1 per timestep on the data config, fp32 vs fast."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run folder; default under results/."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Image-timesteps per second, peak memory and speed ratios of the dynamics (bench.csv)."""
+    import pandas as pd
+
+    from pcnets.bench import (
+        BenchSpec,
+        bench_config,
+        check_modes,
+        compare_accuracy,
+        default_modes,
+        save_figure,
+    )
+    from pcnets.bench import bench as run_bench
+    from pcnets.fast import Numerics, numerics
+    from pcnets.runs import Run, cell_key
+
+    if batch != "auto" and not batch.isdigit():
+        raise PcnetsError(f"--batch must be a number or auto, got {batch!r}")
+    cfg = compose_cli(overrides, device=device, out=out)
+    num = numerics(cfg)
+    if compile_:
+        num = Numerics(num.device, num.amp, num.channels_last, True)
+    chosen = check_modes(modes.split(",")) if modes else default_modes(num.device, fast, compile_)
+    spec = BenchSpec(
+        batch=int(batch) if batch != "auto" else 0,
+        size=size,
+        timesteps=timesteps,
+        repeats=repeats,
+        modes=chosen,
+        seed=int(cfg.seed),
+    )
+    cfg = bench_config(cfg, spec, batch, pretrained if pretrained is not None else accuracy)
+    run = Run("bench", cfg)
+    rows, table = run_bench(cfg, spec, num, batch_auto=batch == "auto")
+    run.record(cell_key(part="speed", batch=spec.batch), rows)
+    pd.DataFrame(rows).to_csv(run.path / "bench.csv", index=False)
+    save_figure(rows, run.path / "bench.png")
+    text = table
+    if accuracy:
+        fp32 = Numerics(num.device)
+        fast_num = Numerics(num.device, num.amp, num.channels_last, num.compile)
+        acc_rows, totals, acc_table = compare_accuracy(
+            cfg, num.device, timesteps, [fp32, fast_num], progress=True
+        )
+        run.record(cell_key(part="accuracy"), acc_rows)
+        pd.DataFrame(acc_rows).to_csv(run.path / "accuracy.csv", index=False)
+        pd.DataFrame(totals).to_csv(run.path / "data_loading.csv", index=False)
+        text += "\n" + acc_table
+    run.write_text("table.md", text)
+    run.finish(batch=spec.batch)
+    echo(text)
+    echo(f"results in {run.path}")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make demo`: the paper's whole pipeline on PEfficientNet-Lite0 (real ImageNet weights, offline)
+# and the 1000-image ImageNet sample, sized for a 2-core CPU (CUDA is used when present).
+# Decoders train on the sample's `decoders` half; everything else runs on its `eval` half.
+# Each stage is a run folder under results/demo/ and resumes when rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PCNETS=${PCNETS:-.venv/bin/pcnets}
+OUT=${OUT:-results/demo}
+N=${DEMO_IMAGES:-100}        # eval images per stage (the eval half has 485)
+T=${DEMO_TIMESTEPS:-6}       # timesteps 0..T
+NET=(backbone=efficientnet_lite0 data=imagenet_sample)
+EVAL=(data.split=eval "data.limit=$N" "pc.decoders=$OUT/train-feedback/decoders.pt")
+start=$(date +%s)
+stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
+
+stage "1/7 train the feedback decoders (decoders half of the sample)"
+"$PCNETS" train-feedback "${NET[@]}" data.split=decoders train=demo --out "$OUT/train-feedback"
+
+stage "2/7 Gaussian noise, the paper's alpha as is"
+"$PCNETS" eval-noise "${NET[@]}" "${EVAL[@]}" --timesteps "$T" --out "$OUT/eval-noise"
+
+stage "3/7 Gaussian noise, with the reference code's gradient scaling"
+"$PCNETS" eval-noise "${NET[@]}" "${EVAL[@]}" pc.gradient_scaling=true --timesteps "$T" \
+  --out "$OUT/eval-noise-scaled"
+
+stage "4/7 the 19 corruptions, generated on the fly"
+"$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_CORRUPTION_IMAGES:-20}" \
+  "corruptions.severities=${DEMO_SEVERITIES:-[1,3,5]}" --timesteps "$T" --out "$OUT/eval-corruptions"
+
+stage "5/7 BIM attack through the unrolled dynamics"
+"$PCNETS" attack "${NET[@]}" "${EVAL[@]}" attack=bim "attack.num_images=${DEMO_ATTACK_IMAGES:-16}" \
+  attack.timesteps=[0,2,4] --eps 0.001,0.002,0.004,0.008 --out "$OUT/attack"
+
+stage "6/7 convergence to clean representations"
+"$PCNETS" manifold "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_MANIFOLD_IMAGES:-32}" \
+  manifold.timesteps=10 --out "$OUT/manifold"
+
+stage "7/7 the report"
+"$PCNETS" report "$OUT/train-feedback" "$OUT/eval-noise" "$OUT/eval-noise-scaled" \
+  "$OUT/eval-corruptions" "$OUT/attack" "$OUT/manifold" --out "$OUT/REPORT.md"
+echo; echo "demo finished in $(( $(date +%s) - start )) s: $OUT/REPORT.md"
