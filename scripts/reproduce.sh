@@ -21,10 +21,10 @@ if [ "${SMOKE:-0}" = 1 ]; then
   .venv/bin/python scripts/make_tiny_imagenet.py "$IMAGENET"
   $PCNETS make-imagenet-c --val-root "$IMAGENET/val" --out "$IMAGENET_C" --severities 1,3 \
     --workers 0 --size 64
-  SCALE=(backbone.pretrained=false data.num_classes=2 data.batch_size=4 "backbone.transform={resize:64,crop:64}" train.epochs=1 pc.timesteps=2 device=cpu)
+  SCALE=(backbone.pretrained=false data.num_classes=2 data.batch_size=4 "backbone.transform={resize:32,crop:32}" train.epochs=1 pc.timesteps=1 device=cpu)
   ATTACK=(attack.eps=[0.01,0.05] attack.timesteps=[0,1] attack.num_images=2 attack.select=any attack.steps=2
     attack.checks.num_images=1)
-  ANALYSIS=(manifold.sigmas=[0.5] manifold.timesteps=2 manifold.n_resamples=50 tune.steps=2
+  ANALYSIS=(manifold.sigmas=[0.5] manifold.timesteps=1 manifold.n_resamples=50 tune.steps=1
     tune.batch_size=2 eval.sigmas=[0,0.5] corruptions.severities=[1,3]
     "corruptions.names=[gaussian_noise,fog]")
 else
