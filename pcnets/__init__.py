@@ -1,4 +1,4 @@
-"""pcnets: predictive-coding feedback dynamics for pretrained CNNs (Predify), reproduced and extended."""
+"""pcnets: predictive-coding feedback for pretrained CNNs (Predify), reproduced and extended."""
 
 from pcnets.backbones import build_pnet
 from pcnets.pnet import PredictiveNet, Step

@@ -14,12 +14,12 @@ CONF_DIR = Path(os.environ.get("PCNETS_CONF_DIR", Path(__file__).resolve().paren
 
 
 def options(group: str) -> list[str]:
-    """The options of a config group, e.g. options('backbone') -> ['efficientnet_b0', 'vgg16', ...]."""
+    """The options of a config group, e.g. options('backbone') -> ['efficientnet_b0', ...]."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose conf/<config_name>.yaml with Hydra overrides (key=value, group=option, +key=value)."""
+    """Compose conf/<config_name>.yaml with Hydra overrides (key=value, group=option)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -1,4 +1,4 @@
-"""Feedback decoders W^b_n: specs (from the YAML tables of METHOD.md section 4) and the default rule."""
+"""Feedback decoders W^b_n: specs (the YAML tables of METHOD.md section 4) and the default rule."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PCNETS=${PCNETS:-.venv/bin/pcnets}
 OUT=${OUT:-results/demo}
-N=${DEMO_IMAGES:-100}        # eval images per stage (the eval half has 485)
-T=${DEMO_TIMESTEPS:-6}       # timesteps 0..T
+N=${DEMO_IMAGES:-50}         # eval images per stage (the eval half has 485)
+T=${DEMO_TIMESTEPS:-5}       # timesteps 0..T (the paper: 10)
 # Lite0 normalises with std 0.5, so sigma >= 1 in normalised space leaves ~0% accuracy: skipped.
 SIGMAS=${DEMO_SIGMAS:-eval.sigmas=[0,0.25,0.5,0.75]}
 NET=(backbone=efficientnet_lite0 data=imagenet_sample)
@@ -27,7 +27,7 @@ stage "3/7 Gaussian noise, with the reference code's gradient scaling"
   --out "$OUT/eval-noise-scaled"
 
 stage "4/7 the 19 corruptions, generated on the fly"
-"$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_CORRUPTION_IMAGES:-20}" \
+"$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_CORRUPTION_IMAGES:-16}" \
   "corruptions.severities=${DEMO_SEVERITIES:-[3]}" --timesteps "$T" --out "$OUT/eval-corruptions"
 
 stage "5/7 BIM attack through the unrolled dynamics"

@@ -19,8 +19,12 @@ def test_smoke_reproduction_writes_every_run_folder(model, tmp_path):
     env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path / model), "NGPU": "0"}
     env["PCNETS"] = str(REPO / ".venv" / "bin" / "pcnets")
     done = subprocess.run(
-        ["bash", "scripts/reproduce.sh", model], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=900,
+        ["bash", "scripts/reproduce.sh", model],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / f"{model}-smoke"
