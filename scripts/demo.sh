@@ -13,6 +13,13 @@ T=${DEMO_TIMESTEPS:-5}       # timesteps 0..T (the paper: 10)
 SIGMAS=${DEMO_SIGMAS:-eval.sigmas=[0,0.25,0.5,0.75]}
 NET=(backbone=efficientnet_lite0 data=imagenet_sample)
 EVAL=(data.split=eval "data.limit=$N" "pc.decoders=$OUT/train-feedback/decoders.pt")
+# A fresh clone holds the committed demo run: start afresh then. Anything else (an interrupted
+# or finished run of yours) is resumed: finished stages and cells are skipped.
+if git ls-files --error-unmatch "$OUT/REPORT.md" >/dev/null 2>&1 &&
+  [ -z "$(git status --porcelain -- "$OUT")" ]; then
+  echo "$OUT holds the committed demo run: starting afresh (rerun to resume if interrupted)"
+  rm -rf "$OUT"
+fi
 start=$(date +%s)
 stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 
