@@ -70,3 +70,12 @@ def tiny_pnet(dtype=torch.float32, size: int = 8) -> PredictiveNet:
 @pytest.fixture
 def tiny() -> PredictiveNet:
     return tiny_pnet()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets run fastest on one thread (and far faster than two on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,13 +30,7 @@ from pcnets.errors import PcnetsError
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run faster on one thread than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 class Images(torch.utils.data.Dataset):

@@ -47,13 +47,7 @@ TIMESTEPS = 3
 STD = (0.25, 0.5, 1.0)  # unequal channel stds: normalised-space noise must scale per channel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The toy's tiny convolutions run faster on one thread than on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def toy_pnet() -> PredictiveNet:

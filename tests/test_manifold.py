@@ -13,14 +13,7 @@ from pcnets.errors import PcnetsError
 from pcnets.manifold import correlation_distance, distances, image_noise, manifold, summarize
 from pcnets.runs import Run
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run fastest on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_correlation_distance_equals_numpy_corrcoef():

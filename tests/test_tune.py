@@ -29,13 +29,7 @@ from pcnets.tune import (
 SIZE, N_IMAGES, T = 8, 16, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run fastest on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_valid_values_round_trip_through_the_raw_parameters():
