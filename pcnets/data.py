@@ -138,7 +138,7 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
-def _select(
+def select_indices(
     keys: Sequence[str], labels: Sequence[int], subset: str, limit: int | None
 ) -> list[int]:
     """Indices kept by the hash split, in class-interleaved order (first image of every class,
@@ -163,7 +163,7 @@ def _folder_items(data_cfg: DictConfig, split: str) -> tuple[Path, list[tuple[st
     scanned = _scan(root, _folder(data_cfg, split), None if classes is None else int(classes))
     keys = [key for key, _ in scanned]
     labels = [label for _, label in scanned]
-    order = _select(keys, labels, effective_split(data_cfg, split), _limit(data_cfg))
+    order = select_indices(keys, labels, effective_split(data_cfg, split), _limit(data_cfg))
     return root, [scanned[i] for i in order]
 
 
@@ -243,7 +243,8 @@ def build_dataset(data_cfg: DictConfig, transform: Callable | None, split: str =
     if _kind(data_cfg) == "synthetic":
         count = int(_cfg(data_cfg, "num_images", 64))
         keys = [f"synthetic/{i:07d}" for i in range(count)]
-        order = _select(keys, [0] * count, effective_split(data_cfg, split), _limit(data_cfg))
+        subset = effective_split(data_cfg, split)
+        order = select_indices(keys, [0] * count, subset, _limit(data_cfg))
         return SyntheticImages(
             sorted(order),
             size=int(_cfg(data_cfg, "size", 224)),

@@ -33,8 +33,8 @@ from pcnets.data import (
     build_loader,
     dataset_samples,
     effective_split,
+    select_indices,
 )
-from pcnets.data import _select as select_images
 from pcnets.devices import resolve_device, switch
 from pcnets.distributed import all_reduce_sum, barrier, init_distributed, is_main
 from pcnets.errors import PcnetsError, suggest
@@ -613,7 +613,7 @@ def _folder_cell(
     labels = [label for _, label in items]
     split = effective_split(cfg.data, "val")
     limit = cfg.data.get("limit")
-    order = select_images(keys, labels, split, None if limit is None else int(limit))
+    order = select_indices(keys, labels, split, None if limit is None else int(limit))
     return ImageFiles(root / name / str(severity), [items[i] for i in order], TF.to_tensor)
 
 
