@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from pcnets.decoders import DecoderSpec, build_decoder
 from pcnets.pnet import PredictiveNet
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+REPO = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
@@ -79,3 +83,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args: list[str], cwd: Path, nproc: int = 2, timeout: float = 300):
+    """Run `torchrun --nproc_per_node=nproc ARGS` on CPU (gloo), one thread per process; the
+    test fails with the processes' stderr when they do."""
+    cmd = [str(Path(sys.executable).with_name("torchrun")), f"--nproc_per_node={nproc}"]
+    cmd += ["--master_addr=127.0.0.1", f"--master_port={free_port()}", *map(str, args)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from conftest import tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 import pcnets.attack as attack_module
@@ -370,10 +370,6 @@ def torchrun_config(out: str):
 
 @pytest.mark.slow  # two torchrun processes start in ~40 s on a shared 2-core machine
 def test_torchrun_with_two_processes_gives_the_rows_of_one(net, tmp_path):
-    import os
-    import socket
-    import subprocess
-    import sys
     from pathlib import Path
 
     import pandas as pd
@@ -381,20 +377,7 @@ def test_torchrun_with_two_processes_gives_the_rows_of_one(net, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     script = tmp_path / "attack.py"
     script.write_text(TORCHRUN_SCRIPT.format(tests=str(repo / "tests")))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    cmd += [f"--master_port={port}", str(script), str(tmp_path / "two"), str(tmp_path / "two.json")]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(repo),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    torchrun([script, tmp_path / "two", tmp_path / "two.json"], cwd=tmp_path)
     two = pd.read_json(tmp_path / "two.json")
     pnet, data = net
     one = run_attack(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 from omegaconf import OmegaConf
 from PIL import Image
 from typer.testing import CliRunner
@@ -195,12 +195,6 @@ def test_shard_sampler_covers_every_item_once_without_padding():
 
 
 # Fetching the sample
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -4,22 +4,16 @@ one-process sum."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import torchrun
 from omegaconf import OmegaConf
 
 from pcnets import distributed as d
 from pcnets.data import build_dataset
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_single_process_helpers_are_no_ops(monkeypatch):
@@ -72,33 +66,11 @@ d.cleanup()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_sum_to_the_one_process_counts(tmp_path):
     script = tmp_path / "count.py"
     script.write_text(textwrap.dedent(SCRIPT))
     out = tmp_path / "result.json"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [
-        str(torchrun),
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(script),
-        str(out),
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    torchrun([script, out], cwd=tmp_path, timeout=120)
     result = json.loads(out.read_text())
     correct = np.arange(101) % 3 != 0
     assert result["counts"] == [int(correct.sum()), 101]

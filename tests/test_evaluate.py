@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import torchrun
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
@@ -198,32 +195,10 @@ cleanup()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_with_two_processes_gives_the_counts_of_one(tmp_path):
     script = tmp_path / "evaluate.py"
     script.write_text(textwrap.dedent(SCRIPT.format(tests=str(REPO / "tests"))))
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [
-        str(torchrun),
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(script),
-        str(tmp_path / "two"),
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    torchrun([script, tmp_path / "two"], cwd=tmp_path, timeout=120)
     one = eval_noise(
         noise_cfg(tmp_path / "one", "data.num_images=7", "eval.batch_size=2"),
         toy_pnet(),

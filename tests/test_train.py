@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_pnet
+from conftest import tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 from pcnets import build_pnet
@@ -156,27 +155,11 @@ def test_the_sample_trains_on_its_decoders_half_only(sample_root, monkeypatch):
     assert (len(train_idx), len(val_idx)) == (128, 64)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_torchrun_processes_train_like_one(tmp_path):
     args = [*LITE, "data.num_images=24", "train=sgd", "train.lr=0.01", "train.batch_size=8"]
     args += ["train.val_fraction=0.25", "train.max_images=16", "train.epochs=2"]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    cmd += [f"--master_port={free_port()}", "-m", "pcnets", "train-feedback", *args]
-    cmd += ["--out", str(tmp_path / "two")]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cmd = ["-m", "pcnets", "train-feedback", *args, "--out", tmp_path / "two"]
+    proc = torchrun(cmd, cwd=tmp_path, timeout=150)
     assert proc.stdout.count("decoders:") == 1  # only rank 0 reports
     one = train_feedback(compose([*args, f"out={tmp_path / 'one'}"]))
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from conftest import REPO, tiny_pnet, torchrun
 from torch.utils.data import Dataset
 
 import pcnets.tune as tune_mod
@@ -212,27 +212,11 @@ d.cleanup()
 
 
 def _torchrun(tmp_path, world: int) -> dict:
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
     folder = tmp_path / f"world{world}"
     folder.mkdir()
     script = folder / "run.py"
     script.write_text(TORCHRUN_SCRIPT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    repo = Path(__file__).resolve().parents[1]
-    cmd = [str(Path(sys.executable).with_name("torchrun")), f"--nproc_per_node={world}"]
-    cmd += ["--master_addr=127.0.0.1", f"--master_port={port}", str(script)]
-    cmd += [str(folder), str(repo / "tests")]
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=folder)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun([script, folder, REPO / "tests"], cwd=folder, nproc=world)
     return json.loads((folder / "out.json").read_text())
 
 
