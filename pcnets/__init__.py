@@ -1,7 +1,7 @@
 """pcnets: predictive-coding feedback for pretrained CNNs (Predify), reproduced and extended."""
 
 from pcnets.backbones import build_pnet
-from pcnets.pnet import PredictiveNet, Step
+from pcnets.core.pnet import PredictiveNet, Step
 
 __all__ = ["PredictiveNet", "Step", "build_pnet"]
 __version__ = "0.1.0"

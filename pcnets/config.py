@@ -1,4 +1,8 @@
-"""Composing the Hydra config groups under conf/ (the compose API: no Hydra app, no run dirs)."""
+"""Composing the Hydra config groups (the compose API: no Hydra app, no run dirs).
+
+The YAML files are package data, pcnets/conf/ (the checkout's top-level conf/ points there), so
+an installed wheel composes the same configs as the source tree.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError
 
-CONF_DIR = Path(os.environ.get("PCNETS_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
+CONF_DIR = Path(os.environ.get("PCNETS_CONF_DIR", Path(__file__).resolve().parent / "conf"))
 
 
 def options(group: str) -> list[str]:

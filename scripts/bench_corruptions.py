@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcnets.corruptions import corrupt
+from pcnets.data.corruptions import corrupt
 
 NAMES = ("glass_blur", "zoom_blur")
 SAMPLE = "imagenet-sample/val/n01440764/n01440764_tench.JPEG"
@@ -24,7 +24,7 @@ SAMPLE = "imagenet-sample/val/n01440764/n01440764_tench.JPEG"
 # The first call in a new process (what each DataLoader or pool worker pays), severities 1 then 3.
 COLD = """
 import time, numpy as np
-from pcnets.corruptions import corrupt
+from pcnets.data.corruptions import corrupt
 x = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
 for s in (1, 3):
     t = time.perf_counter(); corrupt(x, "glass_blur", s, seed=0, fast={fast})
@@ -38,7 +38,7 @@ def load_image() -> np.ndarray:
     if path.is_file():
         from PIL import Image
 
-        from pcnets.imagenet_c import preprocess
+        from pcnets.data.imagenet_c import preprocess
 
         with Image.open(path) as img:
             return np.asarray(preprocess(224)(img.convert("RGB")))

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from pcnets.decoders import DecoderSpec, build_decoder
-from pcnets.pnet import PredictiveNet
+from pcnets.core.decoders import DecoderSpec, build_decoder
+from pcnets.core.pnet import PredictiveNet
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def torchrun(args: list[str], cwd: Path, nproc: int = 2, timeout: float = 300):
     cmd += ["--master_addr=127.0.0.1", f"--master_port={free_port()}", *map(str, args)]
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
         "OMP_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": "",
     }

@@ -20,7 +20,7 @@ def tune(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Learn beta, lambda, alpha per encoder on noisy images; writes hyper.json (pc.hyper=PATH)."""
-    from pcnets.tune import tune as run_tune
+    from pcnets.experiments.tune import tune as run_tune
 
     cfg = compose_cli(overrides, **{"tune.timesteps": timesteps, "device": device, "out": out})
     result = run_tune(cfg)
@@ -43,7 +43,7 @@ def manifold(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Correlation distance of noisy to clean representations per encoder and timestep."""
-    from pcnets.manifold import manifold as run_manifold
+    from pcnets.experiments.manifold import manifold as run_manifold
 
     first_class = {"manifold.timesteps": timesteps, "device": device, "out": out}
     cfg = compose_cli(overrides, **first_class)
@@ -67,7 +67,7 @@ def report(
     ),
 ) -> None:
     """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
-    from pcnets.report import write_report
+    from pcnets.reporting.report import write_report
 
     path, runs = write_report(paths, out, copy_figures)
     echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")

@@ -1,5 +1,5 @@
 """`pcnets attack`: L-infinity attacks through the unrolled dynamics, with the sanity checks that
-catch masked gradients (the science is in pcnets.attack)."""
+catch masked gradients (the science is in pcnets.experiments.attack)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def attack(
     Example: pcnets attack --eps 0.001,0.004 backbone=efficientnet_lite0
     pc.decoders=decoders.pt data.split=eval attack.num_images=32
     """
-    from pcnets.attack import parse_eps, run_attack, warning_lines
-    from pcnets.distributed import cleanup, is_main
+    from pcnets.experiments.attack import parse_eps, run_attack, warning_lines
+    from pcnets.runtime.distributed import cleanup, is_main
 
     values = parse_eps(eps) if eps is not None else None
     cfg = compose_cli(

@@ -42,7 +42,7 @@ def bench(
     """Image-timesteps per second, peak memory and speed ratios of the dynamics (bench.csv)."""
     import pandas as pd
 
-    from pcnets.bench import (
+    from pcnets.experiments.bench import (
         BenchSpec,
         bench_config,
         check_modes,
@@ -50,9 +50,9 @@ def bench(
         default_modes,
         save_figure,
     )
-    from pcnets.bench import bench as run_bench
-    from pcnets.fast import Numerics, numerics
-    from pcnets.runs import Run, cell_key
+    from pcnets.experiments.bench import bench as run_bench
+    from pcnets.runtime.numerics import Numerics, numerics
+    from pcnets.runtime.runs import Run, cell_key
 
     if batch != "auto" and not batch.isdigit():
         raise PcnetsError(f"--batch must be a number or auto, got {batch!r}")

@@ -1,5 +1,5 @@
 """`pcnets eval-noise` and `pcnets eval-corruptions`: accuracy per timestep on noisy and
-corrupted images, with the paper's tables and figures (the science is in pcnets.evaluate)."""
+corrupted images, with the paper's tables and figures (the science is in pcnets.experiments.evaluate)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ OUT_HELP = "Run folder (default results/<command>/<backbone>/<config hash>)."
 
 
 def _finish(result) -> None:
-    from pcnets.distributed import cleanup, is_main
+    from pcnets.runtime.distributed import cleanup, is_main
 
     if is_main() and result.report is not None:
         for line in result.report.summary:
@@ -39,7 +39,7 @@ def eval_noise(
 
     Example: pcnets eval-noise backbone=efficientnet_lite0 pc.decoders=D.pt 'eval.sigmas=[0,1]'
     """
-    from pcnets.evaluate import eval_noise as evaluate
+    from pcnets.experiments.evaluate import eval_noise as evaluate
 
     cfg = compose_cli(overrides, **{"pc.timesteps": timesteps, "device": device, "out": out})
     _finish(evaluate(cfg))
@@ -60,7 +60,7 @@ def eval_corruptions(
 
     Subsets: 'corruptions.names=\\[fog,snow]' 'corruptions.severities=\\[3]'. Rerun to resume.
     """
-    from pcnets.evaluate import eval_corruptions as evaluate
+    from pcnets.experiments.evaluate import eval_corruptions as evaluate
 
     cfg = compose_cli(overrides, **{"pc.timesteps": timesteps, "device": device, "out": out})
     _finish(evaluate(cfg))

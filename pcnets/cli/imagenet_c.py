@@ -34,8 +34,8 @@ def make_imagenet_c(
     ),
 ) -> None:
     """Corrupt ImageNet val images into an ImageNet-C tree; rerun to resume an interrupted run."""
-    from pcnets.imagenet_c import JPEG_QUALITY
-    from pcnets.imagenet_c import make_imagenet_c as make
+    from pcnets.data.imagenet_c import JPEG_QUALITY
+    from pcnets.data.imagenet_c import make_imagenet_c as make
 
     counts = make(
         val_root,

@@ -9,7 +9,7 @@ from pcnets.cli.common import command, echo
 def info() -> None:
     """Print package versions, the available device, and the registered backbones."""
     from pcnets.config import options
-    from pcnets.provenance import environment
+    from pcnets.runtime.provenance import environment
 
     env = environment()
     for key in ("pcnets", "python", "torch", "torchvision", "timm", "numpy", "device", "git"):

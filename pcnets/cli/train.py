@@ -24,8 +24,8 @@ def train_feedback(
     Recipes: train=sgd (PVGG16), train=rmsprop (PEfficientNetB0), train=demo (small, CPU).
     Many GPUs: torchrun --nproc_per_node=K -m pcnets train-feedback ...
     """
-    from pcnets.train import TrainingInterrupted, is_rank_zero
-    from pcnets.train import train_feedback as train
+    from pcnets.experiments.train import TrainingInterrupted, is_rank_zero
+    from pcnets.experiments.train import train_feedback as train
 
     cfg = compose_cli(overrides, **{"train.epochs": epochs, "device": device, "out": out})
     try:
@@ -52,7 +52,7 @@ def import_decoders(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Convert the paper authors' decoder weights into a pcnets decoder file (pc.decoders=FILE)."""
-    from pcnets.import_decoders import import_decoders as convert
+    from pcnets.experiments.import_decoders import import_decoders as convert
 
     extra = [f"backbone={backbone}"] if backbone else []
     cfg = compose_cli([*extra, *(overrides or [])])

