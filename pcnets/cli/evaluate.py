@@ -1,5 +1,5 @@
 """`pcnets eval-noise` and `pcnets eval-corruptions`: accuracy per timestep on noisy and
-corrupted images, with the paper's tables and figures (the science is in pcnets.experiments.evaluate)."""
+corrupted images, with the paper's tables and figures (the science is in pcnets.experiments)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`pcnets bench`: how fast the dynamics run, against the straightforward loop and the backbone.
 
 Modes (each a full run of T timesteps on one batch, except the feedforward ones):
-    reference         pcnets.core.reference: eager fp32 autograd, every prediction and error gradient
+    reference         pcnets.core.reference: eager fp32 autograd, every prediction and gradient
                       at every timestep (the reference code's way)
     feedforward       the plain backbone, one pass, fp32
     engine            pcnets' engine, fp32 eager (the default numerics on a CPU)

@@ -1,7 +1,7 @@
 """Top-1 accuracy at every timestep on noisy and corrupted images (METHOD.md section 7, items 1-2).
 
 Each condition (a noise sigma, or a corruption x severity) is one cell of a resumable run folder
-(pcnets.runtime.runs.Run): rows per timestep with counts in metrics.csv, and every image's prediction at
+(runtime.runs.Run): rows per timestep with counts in metrics.csv, and every image's prediction at
 every timestep in images/<cell>.npz, from which the bootstrap intervals over images come. The
 dynamics run once per batch for all timesteps. Under torchrun the images are sharded over the
 processes and the predictions gathered, so every number equals a single process's.

@@ -1,4 +1,4 @@
-"""The fast path gives the straightforward loop's numbers: engine vs pcnets.core.reference, the explicit
+"""The fast path gives the straightforward loop's numbers: engine vs core.reference, the explicit
 adjoint vs autograd, channels_last, bf16 autocast (within its documented tolerance), and no work
 that nothing uses."""
 

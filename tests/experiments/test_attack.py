@@ -374,7 +374,6 @@ def test_torchrun_with_two_processes_gives_the_rows_of_one(net, tmp_path):
 
     import pandas as pd
 
-    repo = Path(__file__).resolve().parents[2]
     script = tmp_path / "attack.py"
     script.write_text(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent)))
     torchrun([script, tmp_path / "two", tmp_path / "two.json"], cwd=tmp_path)

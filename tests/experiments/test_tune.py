@@ -4,6 +4,7 @@ lowers its objective, the hyper file loads back, and an interrupted run resumes 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
