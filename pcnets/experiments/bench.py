@@ -17,9 +17,7 @@ is the median over rounds of the ratio within a round.
 
 from __future__ import annotations
 
-import ctypes
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from tqdm import tqdm
 from pcnets.core.pnet import PredictiveNet
 from pcnets.core.reference import reference_run
 from pcnets.errors import PcnetsError
+from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, Prefetcher, autocast, prepare, to_device
 
 MODES = {
@@ -75,66 +74,6 @@ def check_modes(modes: list[str]) -> list[str]:
         if m not in MODES:
             raise PcnetsError(f"unknown bench mode {m!r}{suggest(m, MODES)}; modes: {list(MODES)}")
     return modes
-
-
-# ---- memory ----------------------------------------------------------------------------------
-
-
-class PeakMemory:
-    """Peak memory over a block, in MiB: CUDA allocated memory, or on a CPU the process's resident
-    set (sampled every 2 ms from /proc after returning freed heap to the system)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak_mb = float("nan")
-        self.start_mb = float("nan")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
-            return self
-        _trim_heap()
-        self.start_mb = self.peak_mb = _rss_mb()
-        if self.start_mb == self.start_mb:  # not NaN: /proc is there
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak_mb = max(self.peak_mb, _rss_mb())
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-            return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self.peak_mb = max(self.peak_mb, _rss_mb())
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    import os
-
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _trim_heap() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 # ---- the measurements ------------------------------------------------------------------------

@@ -7,8 +7,8 @@ and grids of small panels, saved atomically as PNG files readable without the te
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,8 @@ matplotlib.use("Agg")  # files only: no display needed, safe in DataLoader worke
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from pcnets.runtime.files import atomic_write
 
 DPI = 130
 
@@ -170,8 +172,7 @@ def save_figure(fig, path: str | Path) -> Path:
     """Save a figure as PNG under a temporary name, rename it into place, and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fig.savefig(temporary, dpi=DPI, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
     plt.close(fig)
-    os.replace(temporary, path)
-    return path
+    return atomic_write(path, buffer.getvalue())

@@ -23,6 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError
+from pcnets.runtime.files import atomic_write
 
 # The order of the sections: the paper's pipeline, then anything else alphabetically.
 COMMAND_ORDER = ("train-feedback", "eval-noise", "eval-corruptions", "attack", "tune", "manifold")
@@ -448,7 +449,5 @@ def write_report(
     runs = [load_run(p) for p in find_runs(paths)]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(runs, out, copy_figures)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_write(out, text)
     return out, runs

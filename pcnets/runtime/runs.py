@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from pcnets.config import config_hash
 from pcnets.errors import PcnetsError
 from pcnets.runtime.distributed import is_main
+from pcnets.runtime.files import atomic_write
 from pcnets.runtime.provenance import environment
 
 RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
@@ -86,7 +87,7 @@ class Run:
                     f"{self.path} holds a run of another config; choose another --out or delete it"
                 )
         else:
-            cfg_file.write_text(text)
+            atomic_write(cfg_file, text)
         self._cells = self._read_cells()
         self._earlier = _earlier_sessions(self.path / "provenance.json")
         self.provenance(status="running")
@@ -124,7 +125,7 @@ class Run:
             "environment": environment(),
             **extra,
         }
-        _atomic_write(self.path / "provenance.json", json.dumps(info, indent=2, default=str))
+        atomic_write(self.path / "provenance.json", json.dumps(info, indent=2, default=str))
 
     # ---- cells -----------------------------------------------------------------------------
 
@@ -144,8 +145,7 @@ class Run:
             fh.write(json.dumps({"cell": key, "rows": rows}, default=float) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self.metrics().to_csv(self.path / "metrics.csv.tmp", index=False)
-        (self.path / "metrics.csv.tmp").replace(self.path / "metrics.csv")
+        atomic_write(self.path / "metrics.csv", self.metrics().to_csv(index=False))
 
     def metrics(self) -> pd.DataFrame:
         """All finished rows, in the order their cells finished."""
@@ -156,7 +156,7 @@ class Run:
     def write_text(self, name: str, text: str) -> Path:
         path = self.path / name
         if self.writer:
-            _atomic_write(path, text)
+            atomic_write(path, text)
         return path
 
     def finish(self, **extra) -> None:
@@ -176,9 +176,3 @@ def _earlier_sessions(path: Path) -> list[dict]:
             "status": old.get("status"),
         }
     ]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
