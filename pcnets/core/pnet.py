@@ -126,7 +126,7 @@ class PredictiveNet(nn.Module):
         self.random_init = False
         self._state: _RunState | None = None
         self._adjoint = adjoint_predict_and_gradient  # compile_decoders() swaps in a compiled one
-        self._windows_ready = False
+        self._windows: dict[tuple[int, int], Tensor] = {}  # C per input (H, W)
         _make_out_of_place(self.backbone)
         modules = dict(self.backbone.named_modules())
         for i, mname in enumerate(self.encoder_names):
@@ -147,7 +147,7 @@ class PredictiveNet(nn.Module):
             raise PcnetsError(f"{n} encoders need {n} decoders, got {len(decoders)}")
         self.decoders = nn.ModuleList(decoders).to(self.mean.device)
         self._check_decoders()
-        self._windows_ready = False
+        self._windows.clear()
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -185,12 +185,22 @@ class PredictiveNet(nn.Module):
     def hyper(self) -> Hyper:
         return Hyper(self.beta, self.lam, self.alpha)
 
-    def estimate_windows(self, tries: int = 10) -> Tensor:
-        """Estimate and store C for every decoder (needed once for gradient scaling)."""
-        for i, dec in enumerate(self.decoders):
-            c, h, w = self.shapes[i + 1]
-            self.window[i] = decoder_window(dec, (2, c, h, w), tries=tries)
-        self._windows_ready = True
+    def estimate_windows(
+        self, size: int | tuple[int, int] | None = None, tries: int = 10
+    ) -> Tensor:
+        """C of the gradient scaling for every decoder at input size ``size`` (H, W; default the
+        probe's), estimated once per size and cached: a window is cut off at the border of a small
+        map, so C must come from the run's own input size (METHOD.md section 3)."""
+        h, w = _size(size if size is not None else self.shapes[0][1:])
+        if (h, w) not in self._windows:
+            shapes = self.shapes if (h, w) == tuple(self.shapes[0][1:]) else self._probe((h, w))
+            self._windows[(h, w)] = torch.tensor(
+                [
+                    decoder_window(dec, (2, *shapes[i + 1]), tries=tries)
+                    for i, dec in enumerate(self.decoders)
+                ]
+            )
+        self.window.copy_(self._windows[(h, w)])
         return self.window
 
     def compile_decoders(self, **options) -> None:
@@ -248,8 +258,8 @@ class PredictiveNet(nn.Module):
         if len(self.decoders) != self.num_encoders:
             raise PcnetsError("this PredictiveNet has no decoders yet: call set_decoders()")
         scaling = self.gradient_scaling if gradient_scaling is None else gradient_scaling
-        if scaling and not self._windows_ready:
-            self.estimate_windows()
+        if scaling:
+            self.estimate_windows(tuple(x.shape[-2:]))
         state = _RunState(
             x=x,
             hyper=hyper or self.hyper(),
@@ -404,9 +414,14 @@ class PredictiveNet(nn.Module):
         p = next(self.backbone.parameters(), None)
         return {"dtype": p.dtype, "device": p.device} if p is not None else {}
 
+    def feature_shapes(self, size: int | tuple[int, int]) -> list[tuple[int, int, int]]:
+        """C,H,W of e_0 (the image) .. e_N for an input of ``size`` (H, W)."""
+        return self._probe(size)
+
     @torch.no_grad()
-    def _probe(self, size: int) -> list[tuple[int, int, int]]:
+    def _probe(self, size: int | tuple[int, int]) -> list[tuple[int, int, int]]:
         """C,H,W of e_0..e_N for a probe image of ``size`` (decoder checks, default decoders)."""
+        height, width = _size(size)
         shapes: list = [None] * self.num_encoders
         modules = dict(self.backbone.named_modules())
         handles = [
@@ -418,7 +433,7 @@ class PredictiveNet(nn.Module):
         was_training = self.backbone.training
         self.backbone.eval()
         try:
-            self.backbone(torch.zeros(1, self.mean.shape[1], size, size, **self._like()))
+            self.backbone(torch.zeros(1, self.mean.shape[1], height, width, **self._like()))
         finally:
             self.backbone.train(was_training)
             for h in handles:
@@ -428,7 +443,7 @@ class PredictiveNet(nn.Module):
                 raise PcnetsError(
                     f"encoder {self.encoder_names[i]!r} does not output a [B,C,H,W] feature map"
                 )
-        return [(self.mean.shape[1], size, size), *shapes]
+        return [(self.mean.shape[1], height, width), *shapes]
 
     @torch.no_grad()
     def _check_decoders(self) -> None:
@@ -491,8 +506,16 @@ class PredictiveNet(nn.Module):
             raise PcnetsError(
                 f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}"
             ) from None
-        self._windows_ready = False
+        self._windows.clear()
         return ckpt
+
+
+def _size(size) -> tuple[int, int]:
+    """(H, W) from an int or a pair."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
 
 
 def _make_out_of_place(model: nn.Module) -> None:

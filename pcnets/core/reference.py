@@ -35,8 +35,8 @@ def reference_run(
     scaling = pnet.gradient_scaling if gradient_scaling is None else gradient_scaling
     rand = pnet.random_init if random_init is None else random_init
     hyper = hyper or pnet.hyper()
-    if scaling and not pnet._windows_ready:
-        pnet.estimate_windows()
+    if scaling:
+        pnet.estimate_windows(tuple(x.shape[-2:]))
     n = pnet.num_encoders
     memory = {"prev": [None] * n, "pred": [None] * n, "grad": [None] * n}
     now: dict = {}

@@ -279,8 +279,7 @@ def build_for_bench(cfg: DictConfig, device: torch.device) -> PredictiveNet:
 def twin(cfg: DictConfig, pnet: PredictiveNet, num: Numerics) -> PredictiveNet:
     """A second copy of ``pnet`` (same weights) prepared with the fast numerics ``num``."""
     other = build_for_bench(cfg, torch.device("cpu"))
-    other.load_state_dict(pnet.state_dict())  # the windows C of gradient scaling too
-    other._windows_ready = pnet._windows_ready
+    other.load_state_dict(pnet.state_dict())
     return prepare(other, num)
 
 
@@ -313,8 +312,6 @@ def bench(
     """Measure ``spec.modes`` for the network of ``cfg``; rows (see ``summarize``) and a table."""
     device = num.device
     pnet = build_for_bench(cfg, device)
-    if pnet.gradient_scaling:
-        pnet.estimate_windows()
     fast_pnet = compiled = None
     if any(m in FAST_MODES for m in spec.modes):
         fast_pnet = twin(cfg, pnet, Numerics(device, num.amp, num.channels_last, False))

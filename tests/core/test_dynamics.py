@@ -175,3 +175,25 @@ def test_gradient_scaling_multiplies_alpha_by_k_over_sqrt_c(tiny):
     by_hand.alpha = 1e-3 * k / c.sqrt()
     assert torch.allclose(scaled[1], tiny.run(x, timesteps=1, hyper=by_hand)[1], atol=1e-6)
     assert c[0].item() == pytest.approx(9 * 3)  # ConvT k3 to 3 channels: a 3x3x3 window
+
+
+@pytest.mark.parametrize(
+    ("name", "decoder", "expected"),
+    [("efficientnet_b0", 7, 4032), ("efficientnet_b0", 8, 1728), ("vgg16", 5, 75313)],
+)
+def test_windows_at_224_px_are_the_authors_figures(name, decoder, expected):
+    """METHOD.md section 3: C is estimated at the run's own size, never on a 64 px probe."""
+    pnet = build_pnet(name, pretrained=False)
+    dec = pnet.decoders[decoder - 1]
+    at = {s: decoder_window(dec, (2, *pnet.feature_shapes(s)[decoder]), tries=3) for s in (224, 64)}
+    assert at[224] == pytest.approx(expected, rel=0.01)
+    assert at[64] < 0.9 * expected  # a 64 px probe cuts the window off at the map's border
+
+
+def test_a_run_uses_the_window_of_its_own_input_size(tiny):
+    x_small, x_large = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 16, 16)
+    tiny.run(x_small, timesteps=1, gradient_scaling=True)
+    small = tiny.window.clone()
+    tiny.run(x_large, timesteps=1, gradient_scaling=True)
+    assert torch.equal(tiny.window, tiny.estimate_windows((16, 16)))
+    assert not torch.equal(small, tiny.window) or small.numel() == 0
