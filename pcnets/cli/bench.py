@@ -40,19 +40,8 @@ def bench(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Image-timesteps per second, peak memory and speed ratios of the dynamics (bench.csv)."""
-    import pandas as pd
-
-    from pcnets.experiments.bench import (
-        BenchSpec,
-        bench_config,
-        check_modes,
-        compare_accuracy,
-        default_modes,
-        save_figure,
-    )
-    from pcnets.experiments.bench import bench as run_bench
+    from pcnets.experiments.bench import BenchSpec, bench_config, check_modes, default_modes, run
     from pcnets.runtime.numerics import Numerics, numerics
-    from pcnets.runtime.runs import Run, cell_key
 
     if batch != "auto" and not batch.isdigit():
         raise PcnetsError(f"--batch must be a number or auto, got {batch!r}")
@@ -70,23 +59,6 @@ def bench(
         seed=int(cfg.seed),
     )
     cfg = bench_config(cfg, spec, batch, pretrained if pretrained is not None else accuracy)
-    run = Run("bench", cfg)
-    rows, table = run_bench(cfg, spec, num, batch_auto=batch == "auto")
-    run.record(cell_key(part="speed", batch=spec.batch), rows)
-    pd.DataFrame(rows).to_csv(run.path / "bench.csv", index=False)
-    save_figure(rows, run.path / "bench.png")
-    text = table
-    if accuracy:
-        fp32 = Numerics(num.device)
-        fast_num = Numerics(num.device, num.amp, num.channels_last, num.compile)
-        acc_rows, totals, acc_table = compare_accuracy(
-            cfg, num.device, timesteps, [fp32, fast_num], progress=True
-        )
-        run.record(cell_key(part="accuracy"), acc_rows)
-        pd.DataFrame(acc_rows).to_csv(run.path / "accuracy.csv", index=False)
-        pd.DataFrame(totals).to_csv(run.path / "data_loading.csv", index=False)
-        text += "\n" + acc_table
-    run.write_text("table.md", text)
-    run.finish(batch=spec.batch)
-    echo(text)
-    echo(f"results in {run.path}")
+    result = run(cfg, spec, num, batch_auto=batch == "auto", accuracy=accuracy)
+    for line in result.summary:
+        echo(line)

@@ -1,0 +1,80 @@
+"""The bench's tables and figure, from its rows (bench.csv / accuracy.csv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pcnets.reporting.figures import save_figure as save_png
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of the rows of ``summarize``."""
+    head = (
+        "| mode | numerics | s / run (min-max) | image-timesteps/s | peak MiB (+run) "
+        "| vs reference (of minima) | vs feedforward | max abs diff vs reference |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        lines.append(
+            f"| {r['mode']} | {r['numerics']} | {r['seconds']:.3f} "
+            f"({r['seconds_min']:.3f}-{r['seconds_max']:.3f}) | {r['image_timesteps_per_s']:.2f} "
+            f"| {r['peak_mem_mb']:.0f} (+{r['extra_mem_mb']:.0f}) | {r['vs_reference']:.3f} "
+            f"({r['vs_reference_of_minima']:.3f}) "
+            f"| {r['vs_feedforward']:.2f} | {r['max_abs_diff_vs_reference']:.2e} |"
+        )
+    r0 = rows[0]
+    title = (
+        f"{r0['backbone']} on {r0['device']}: batch {r0['batch']}, {r0['size']} px, "
+        f"T = {max(r['timesteps'] for r in rows)}, median of {r0['repeats']} interleaved rounds, "
+        f"{r0['threads']} threads. Ratios: median over rounds of the ratio within a round (in "
+        "brackets: ratio of the fastest runs)\n\n"
+    )
+    return title + head + "\n".join(lines) + "\n"
+
+
+def accuracy_table(
+    rows: list[dict], totals: list[dict], nums, backbone: str, timesteps: int
+) -> str:
+    """Top-1 per timestep under each numerics, agreement with the first, and loading times."""
+    lines = [
+        f"top-1 per timestep, {backbone}, {totals[0]['n']} images, T = {timesteps}\n",
+        "| t | " + " | ".join(n.label for n in nums) + f" | agreement with {nums[0].label} |",
+        "|---" * (len(nums) + 2) + "|",
+    ]
+    for t in range(timesteps + 1):
+        at_t = [r for r in rows if r["t"] == t]
+        agree = ", ".join(f"{r['agreement_with_' + nums[0].label]:.4f}" for r in at_t[1:])
+        lines.append(
+            f"| {t} | " + " | ".join(f"{100 * r['top1']:.2f}" for r in at_t) + f" | {agree} |"
+        )
+    lines.append("")
+    lines.append("| numerics | seconds | images/s | waiting for data |")
+    lines.append("|---|---|---|---|")
+    for tot in totals:
+        lines.append(
+            f"| {tot['numerics']} | {tot['seconds']:.1f} | {tot['images_per_s']:.1f} "
+            f"| {tot['data_wait_s']:.1f} s ({100 * tot['data_wait_fraction']:.1f} %) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(rows: list[dict], path: str | Path) -> Path:
+    """Seconds per run by mode, as a bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = [f"{r['mode']}\n({r['numerics']})" for r in rows]
+    ax.bar(labels, [r["seconds"] for r in rows], color="tab:blue")
+    r0 = rows[0]
+    ax.set_ylabel("seconds per run (median)")
+    ax.set_title(
+        f"{r0['backbone']} on {r0['device']}: batch {r0['batch']}, {r0['size']} px, "
+        f"T = {max(r['timesteps'] for r in rows)}"
+    )
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    return save_png(fig, path)
