@@ -40,15 +40,17 @@ def bench(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Image-timesteps per second, peak memory and speed ratios of the dynamics (bench.csv)."""
+    from dataclasses import replace
+
     from pcnets.experiments.bench import BenchSpec, bench_config, check_modes, default_modes, run
-    from pcnets.runtime.numerics import Numerics, numerics
+    from pcnets.runtime.numerics import numerics
 
     if batch != "auto" and not batch.isdigit():
         raise PcnetsError(f"--batch must be a number or auto, got {batch!r}")
     cfg = compose_cli(overrides, device=device, out=out)
     num = numerics(cfg)
     if compile_:
-        num = Numerics(num.device, num.amp, num.channels_last, True)
+        num = replace(num, compile=True)
     chosen = check_modes(modes.split(",")) if modes else default_modes(num.device, fast, compile_)
     spec = BenchSpec(
         batch=int(batch) if batch != "auto" else 0,

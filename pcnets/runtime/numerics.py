@@ -21,21 +21,25 @@ from torch import Tensor
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.runtime.devices import resolve_device, switch
+from pcnets.runtime.fusion import fold_batchnorm
 
 
 @dataclass(frozen=True)
 class Numerics:
     """How a PredictiveNet computes: on which device, with bf16 autocast, channels_last,
-    torch.compile of the decoder step."""
+    torch.compile of the decoder step, eval-mode BatchNorm folded into its convolution."""
 
     device: torch.device
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    fold_bn: bool = False
 
     @property
     def label(self) -> str:
         parts = ["bf16" if self.amp else "fp32"]
+        if self.fold_bn:
+            parts.append("fold_bn")
         if self.channels_last:
             parts.append("channels_last")
         if self.compile:
@@ -51,13 +55,17 @@ def numerics(cfg, device: torch.device | str | None = None) -> Numerics:
         amp=switch(cfg.get("amp", "auto"), device),
         channels_last=switch(cfg.get("channels_last", "auto"), device),
         compile=bool(cfg.get("compile", False)),
+        fold_bn=bool(cfg.get("fold_bn", True)),
     )
 
 
 def prepare(pnet: PredictiveNet, num: Numerics) -> PredictiveNet:
-    """Move ``pnet`` to the device in eval mode with the memory format and compilation asked for,
-    and let cuDNN pick its fastest kernels (inputs keep one shape per run)."""
+    """Move ``pnet`` to the device in eval mode with BatchNorm folded, the memory format and
+    compilation asked for, and let cuDNN pick its fastest kernels (inputs keep one shape per run).
+    Folding changes the backbone's weights in place (same function): save decoders, not it."""
     pnet = pnet.to(num.device).eval()
+    if num.fold_bn:
+        fold_batchnorm(pnet.backbone)
     if num.channels_last:
         pnet = pnet.to(memory_format=torch.channels_last)
     if num.device.type == "cuda":

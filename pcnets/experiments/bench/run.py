@@ -5,6 +5,7 @@ top-1 per timestep, and keep it all in a run folder (bench.csv, accuracy.csv, ta
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -68,9 +69,9 @@ def bench(
     pnet = build_for_bench(cfg, device)
     fast_pnet = compiled = None
     if any(m in FAST_MODES for m in spec.modes):
-        fast_pnet = twin(cfg, pnet, Numerics(device, num.amp, num.channels_last, False))
+        fast_pnet = twin(cfg, pnet, replace(num, compile=False))
     if "engine_compiled" in spec.modes:
-        compiled = twin(cfg, pnet, Numerics(device, num.amp, num.channels_last, True))
+        compiled = twin(cfg, pnet, replace(num, compile=True))
     gen = torch.Generator().manual_seed(spec.seed)
     if batch_auto:
 
