@@ -135,7 +135,7 @@ class PredictiveNet(nn.Module):
                     f"encoder module {mname!r} not found in the backbone"
                     f"{suggest(mname, [k for k in modules if k])}"
                 )
-            modules[mname].register_forward_hook(self._make_hook(i))
+            modules[mname].register_forward_hook(_EncoderHook(self, i))
         self.shapes = self._probe(probe_size)
         if decoders is not None:
             self.set_decoders(decoders)
@@ -300,13 +300,6 @@ class PredictiveNet(nn.Module):
             self._state = None
 
     # ---- the hook: one encoder at one timestep (METHOD.md section 2) -----------------------
-
-    def _make_hook(self, i: int):
-        def hook(module, inputs, output):
-            state = self._state
-            return output if state is None else self._encoder_step(i, output, state)
-
-        return hook
 
     def _fast_constants(self, hyper: Hyper, scaling: bool) -> _Fast:
         n = self.num_encoders
@@ -508,6 +501,19 @@ class PredictiveNet(nn.Module):
             ) from None
         self._windows.clear()
         return ckpt
+
+
+class _EncoderHook:
+    """The forward hook on encoder module i: outside a run the output passes through; inside, it
+    becomes e_i(t). An object rather than a closure, so that copy.deepcopy of a PredictiveNet
+    gives hooks that drive the copy, not the original."""
+
+    def __init__(self, pnet: PredictiveNet, i: int):
+        self.pnet, self.i = pnet, i
+
+    def __call__(self, module: nn.Module, inputs, output: Tensor) -> Tensor:
+        state = self.pnet._state
+        return output if state is None else self.pnet._encoder_step(self.i, output, state)
 
 
 def _size(size) -> tuple[int, int]:

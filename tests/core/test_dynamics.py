@@ -197,3 +197,16 @@ def test_a_run_uses_the_window_of_its_own_input_size(tiny):
     tiny.run(x_large, timesteps=1, gradient_scaling=True)
     assert torch.equal(tiny.window, tiny.estimate_windows((16, 16)))
     assert not torch.equal(small, tiny.window) or small.numel() == 0
+
+
+@torch.no_grad()
+def test_a_deep_copy_runs_its_own_dynamics(tiny):
+    import copy
+
+    tiny.set_hyperparameters(beta=0.6, lam=0.3, alpha=1.0)
+    x = torch.rand(2, 3, 8, 8)
+    twin = copy.deepcopy(tiny)
+    twin.set_hyperparameters(beta=1.0, lam=0.0, alpha=0.0)  # the copy: plain feedforward
+    copied, original = twin.run(x, 2), tiny.run(x, 2)
+    assert (copied[2] - copied[0]).abs().max().item() < 1e-6
+    assert (original[2] - original[0]).abs().max().item() > 1e-3
