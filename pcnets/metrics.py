@@ -85,11 +85,17 @@ def alexnet_ce_denominator(corruptions: Sequence[str]) -> np.ndarray:
 
 def standard_mce(errors, corruptions: Sequence[str]) -> np.ndarray:
     """Hendrycks & Dietterich's mCE over the 15 standard corruptions among `corruptions`:
-    mean of sum_s E_{s,c} / sum_s E^AlexNet_{s,c}. errors: (..., corruption, severity, timestep)."""
+    mean of sum_s E_{s,c} / sum_s E^AlexNet_{s,c}. errors: (..., corruption, severity, timestep).
+    With fewer than the 5 severities, the errors are scaled by 5 / (severities given): the mean
+    error over the severities run divided by AlexNet's severity-averaged error (an approximation
+    of the standard number)."""
     keep = [i for i, c in enumerate(corruptions) if c in ALEXNET_ERR]
     if not keep:
         raise ValueError(f"none of {list(corruptions)} has an AlexNet reference error")
     errors = np.asarray(errors, dtype=np.float64)[..., keep, :, :]
+    scale = len(SEVERITIES) / errors.shape[-2]
+    if scale != 1:
+        errors = errors * scale
     denominator = alexnet_ce_denominator([corruptions[i] for i in keep])
     return (errors.sum(axis=-2) / denominator[:, None]).mean(axis=-2)
 
@@ -188,6 +194,19 @@ def accuracy_interval(
     return point, low, high
 
 
+def ratio_interval(samples, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """percentile_interval of bootstrap ratios that may be +inf (a resample whose denominator,
+    e.g. the feedforward CE, is 0): such bounds are inf instead of NaN."""
+    samples = np.asarray(samples, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        low, high = percentile_interval(samples, level)
+    unbounded = np.isposinf(samples).any(axis=0)
+    return (
+        np.where(np.isnan(low) & unbounded, np.inf, low),
+        np.where(np.isnan(high) & unbounded, np.inf, high),
+    )
+
+
 def mce_intervals(
     correct,
     corruptions: Sequence[str],
@@ -195,16 +214,28 @@ def mce_intervals(
     seed: int = 0,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """mce_table plus bootstrap (low, high) columns, from per-image correctness of shape
-    (image, corruption, severity, timestep); the same images resampled for every condition."""
-    table = mce_table(1.0 - np.asarray(correct, dtype=np.float64).mean(axis=0), corruptions)
-    errors = 1.0 - bootstrap_means(correct, n_resamples, seed)
-    stats = {"relative_mce": relative_mce(errors)}
-    if any(c in ALEXNET_ERR for c in corruptions):
-        stats["standard_mce"] = standard_mce(errors, corruptions)
-    extra = [i for i, c in enumerate(corruptions) if c not in ALEXNET_ERR]
+    """Per timestep, with bootstrap (low, high) columns: relative mCE over all corruptions; over
+    the standard and the extra ones apart (standard_relative_mce when both groups are present,
+    extra_relative_mce when extras are); and the AlexNet-normalised standard_mce (scaled when
+    fewer than 5 severities were run, see standard_mce). correct: per-image correctness of shape
+    (image, corruption, severity, timestep); the same images are resampled for every condition,
+    and a ratio whose feedforward CE is 0 in some resample gets an inf bound."""
+    names = list(corruptions)
+    errors = 1.0 - np.asarray(correct, dtype=np.float64).mean(axis=0)
+    boot = 1.0 - bootstrap_means(correct, n_resamples, seed)
+    standard = [i for i, c in enumerate(names) if c in ALEXNET_ERR]
+    extra = [i for i, c in enumerate(names) if c not in ALEXNET_ERR]
+    stats = {"relative_mce": (relative_mce, None)}
+    if standard and extra:
+        stats["standard_relative_mce"] = (relative_mce, standard)
     if extra:
-        stats["extra_relative_mce"] = relative_mce(errors[:, extra])
-    for name, samples in stats.items():
-        table[f"{name}_low"], table[f"{name}_high"] = percentile_interval(samples, level)
+        stats["extra_relative_mce"] = (relative_mce, extra)
+    if standard:
+        stats["standard_mce"] = (lambda e: standard_mce(e, names), None)
+    table = pd.DataFrame({"timestep": np.arange(errors.shape[-1])})
+    for name, (fn, idx) in stats.items():
+        pick = (lambda e: e) if idx is None else (lambda e, idx=idx: e[..., idx, :, :])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table[name] = fn(pick(errors))
+            table[f"{name}_low"], table[f"{name}_high"] = ratio_interval(fn(pick(boot)), level)
     return table

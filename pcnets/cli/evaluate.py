@@ -17,10 +17,10 @@ OUT_HELP = "Run folder (default results/<command>/<backbone>/<config hash>)."
 def _finish(result) -> None:
     from pcnets.runtime.distributed import cleanup, is_main
 
-    if is_main() and result.report is not None:
-        for line in result.report.summary:
+    if is_main():
+        for line in result.summary:
             echo(line)
-        echo(f"results: {result.path} (table.md, metrics.csv, *.png)")
+        echo(f"results: {result.path} (table.md, metrics.csv, summary.csv, *.png)")
     cleanup()
 
 
@@ -39,7 +39,7 @@ def eval_noise(
 
     Example: pcnets eval-noise backbone=efficientnet_lite0 pc.decoders=D.pt 'eval.sigmas=[0,1]'
     """
-    from pcnets.experiments.evaluate import eval_noise as evaluate
+    from pcnets.experiments.noise import run as evaluate
 
     cfg = compose_cli(overrides, **{"pc.timesteps": timesteps, "device": device, "out": out})
     _finish(evaluate(cfg))
@@ -60,7 +60,7 @@ def eval_corruptions(
 
     Subsets: 'corruptions.names=\\[fog,snow]' 'corruptions.severities=\\[3]'. Rerun to resume.
     """
-    from pcnets.experiments.evaluate import eval_corruptions as evaluate
+    from pcnets.experiments.corruptions import run as evaluate
 
     cfg = compose_cli(overrides, **{"pc.timesteps": timesteps, "device": device, "out": out})
     _finish(evaluate(cfg))

@@ -8,13 +8,13 @@ from pcnets.data.datasets import (
     SPLITS,
     ImageFiles,
     SyntheticImages,
-    WithIndex,
     build_dataset,
     dataset_samples,
     effective_split,
     hash_split,
     select_indices,
 )
+from pcnets.data.indexed import WithIndex
 from pcnets.data.sample import fetch_sample, resize_short_side
 
 __all__ = [

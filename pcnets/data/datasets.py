@@ -209,21 +209,6 @@ class SyntheticImages(Dataset):
         return torch.rand(3, self.size, self.size, generator=gen), self.targets[index]
 
 
-class WithIndex(Dataset):
-    """A dataset returning (image, label, index), so a batch can look up `keys` (for seeding)."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-        self.keys = dataset.keys
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        image, label = self.dataset[index]
-        return image, label, index
-
-
 def build_dataset(data_cfg: DictConfig, transform: Callable | None, split: str = "val") -> Dataset:
     """The dataset that data_cfg describes: ImageNet `split` ('train' | 'val'), after split + limit.
 

@@ -37,6 +37,7 @@ from pcnets.data.corruptions import (
     resolve_names,
     resolve_severities,
 )
+from pcnets.data.indexed import image_key
 from pcnets.errors import PcnetsError
 
 JPEG_QUALITY = 85  # the released ImageNet-C files are JPEG at this quality
@@ -62,12 +63,6 @@ def preprocess(size: int = 224) -> Callable[[Image.Image], Image.Image]:
 def _check_size(size: int) -> None:
     if size < MIN_SIZE:
         raise PcnetsError(f"image size must be at least {MIN_SIZE} pixels, got {size}")
-
-
-def image_key(path: str | os.PathLike) -> str:
-    """The seed key of an image: '<wnid>/<file name>', the same wherever the val tree lives."""
-    path = Path(path)
-    return f"{path.parent.name}/{path.name}"
 
 
 def _is_image(name: str) -> bool:

@@ -1,6 +1,5 @@
-"""eval-noise and eval-corruptions: seeded noise independent of batching, counts equal to a hand
-loop, resume without recomputation, torchrun equal to one process, a malformed ImageNet-C tree
-refused before any work, and the tables, figures and mCE numbers of a run folder."""
+"""eval-noise: seeded noise independent of batching, counts equal to a hand loop, resume without
+recomputation, torchrun equal to one process, and the tables, figure and summary.csv of a run."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import pandas as pd
 import pytest
 import torch
 from conftest import torchrun
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
@@ -24,20 +22,11 @@ from pcnets.config import compose
 from pcnets.core.decoders import DecoderSpec, build_decoder
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
-from pcnets.data.imagenet_c import make_imagenet_c
+from pcnets.data.noise import NoisyImages, add_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.evaluate import (
-    IMAGES,
-    NoisyImages,
-    add_noise,
-    check_sigmas,
-    eval_corruptions,
-    eval_noise,
-    load_cell_images,
-    mce_summary,
-    ratio_interval,
-)
-from pcnets.metrics import mce_intervals
+from pcnets.experiments.noise import check_sigmas
+from pcnets.experiments.noise import run as eval_noise
+from pcnets.runtime.cell_images import IMAGES, load_cell_images
 
 REPO = Path(__file__).resolve().parents[2]
 TIMESTEPS = 3
@@ -186,9 +175,9 @@ def test_a_cut_short_run_resumes_without_recomputing_finished_cells(tmp_path):
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_evaluate import noise_cfg, toy_pnet
+from test_eval_noise import noise_cfg, toy_pnet
 from pcnets.runtime.distributed import cleanup, world_size
-from pcnets.experiments.evaluate import eval_noise
+from pcnets.experiments.noise import run as eval_noise
 result = eval_noise(noise_cfg(sys.argv[1], "data.num_images=7", "eval.batch_size=2"), toy_pnet())
 assert world_size() == 2
 cleanup()
@@ -214,36 +203,6 @@ def test_torchrun_with_two_processes_gives_the_counts_of_one(tmp_path):
             load_cell_images(tmp_path / "two" / IMAGES / name),
         )
         assert a[0] == b[0] and np.array_equal(a[2], b[2])
-
-
-def test_a_malformed_imagenet_c_tree_is_refused_before_any_work(tmp_path, monkeypatch):
-    tree = tmp_path / "imagenet-c"
-    (tree / "gaussian_noise" / "1" / "n01440764").mkdir(parents=True)
-    Image.new("RGB", (40, 40)).save(tree / "gaussian_noise" / "1" / "n01440764" / "a.JPEG")
-    (tree / "gaussian_noise" / "2" / "n01440764").mkdir(parents=True)  # empty class folder
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the network was built before the tree was checked")
-
-    monkeypatch.setattr("pcnets.backbones.pnet_from_config", no_network)
-    out = tmp_path / "run"
-    args = [
-        "eval-corruptions",
-        "corruptions=folder",
-        f"corruptions.root={tree}",
-        "corruptions.names=[gaussian_noise,fog]",
-        "corruptions.severities=[1,2,3]",
-        "--out",
-        str(out),
-    ]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2
-    message = result.stderr.strip()
-    assert len(message.splitlines()) == 1 and message.startswith("error: malformed ImageNet-C")
-    assert "missing corruption folders: fog" in message
-    assert "missing severity folders: gaussian_noise/3" in message
-    assert "empty class folders: gaussian_noise/2/n01440764" in message
-    assert not out.exists()
 
 
 def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatch):
@@ -283,81 +242,3 @@ def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatc
     assert (out / "noise_accuracy.png").stat().st_size > 10_000
     again = CliRunner().invoke(app, args)  # everything done: nothing is recomputed
     assert again.exit_code == 0 and len((out / "cells.jsonl").read_text().splitlines()) == 3
-
-
-def corruption_cfg(out: Path, *extra: str):
-    folder = "corruptions=folder" in extra
-    return compose(
-        [
-            *extra,
-            "data.limit=3",
-            "data.workers=0",
-            "corruptions.names=[gaussian_noise,fog,speckle_noise]",
-            "corruptions.severities=[1,2]",
-            *([] if folder else ["corruptions.size=32"]),  # the tree below is made at 32 px
-            f"pc.timesteps={TIMESTEPS}",
-            "eval.bootstrap=200",
-            "device=cpu",
-            f"out={out}",
-        ]
-    )
-
-
-def test_eval_corruptions_generated_and_from_a_folder_agree(tmp_path, sample_root, monkeypatch):
-    monkeypatch.setenv("PCNETS_DATA_DIR", str(sample_root.parent))
-    generated = eval_corruptions(corruption_cfg(tmp_path / "gen"), toy_pnet(), progress=False)
-    df = generated.metrics
-    assert list(df.columns) == [
-        "condition",
-        "corruption",
-        "severity",
-        "timestep",
-        "correct",
-        "total",
-        "accuracy",
-    ]
-    assert len(df) == 3 * 2 * (TIMESTEPS + 1) and df["total"].eq(3).all()
-    table = (generated.path / "table.md").read_text()
-    assert "| 0 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |" in table
-    for name in ("gaussian_noise", "fog", "speckle_noise"):
-        assert f"| {name} | " in table
-    assert "an approximation of the standard number" in table  # 2 of 5 severities
-    assert (generated.path / "mce.png").is_file() and (generated.path / "corruptions.png").is_file()
-
-    tree = tmp_path / "tree"
-    make_imagenet_c(
-        sample_root / "val",
-        tree,
-        names="gaussian_noise,fog,speckle_noise",
-        severities=[1, 2],
-        workers=0,
-        size=32,
-        limit=3,
-        progress=False,
-    )
-    cfg = corruption_cfg(tmp_path / "folder", "corruptions=folder", f"corruptions.root={tree}")
-    folder = eval_corruptions(cfg, toy_pnet(), progress=False)
-    assert folder.metrics.equals(df)
-    a = load_cell_images(generated.path / IMAGES / "fog_2.npz")
-    b = load_cell_images(folder.path / IMAGES / "fog_2.npz")
-    assert a[0] == b[0] and a[1].tolist() == b[1].tolist() and np.array_equal(a[2], b[2])
-    assert a[1].tolist() == [0, 1, 2]  # the sample's first three classes, labelled as in ImageNet
-
-
-def test_mce_summary_agrees_with_the_metrics_module():
-    rng = np.random.default_rng(0)
-    names = ["gaussian_noise", "fog", "contrast", "saturate", "spatter"]
-    correct = rng.random((40, len(names), 5, 4)) < np.linspace(0.8, 0.3, 5)[None, None, :, None]
-    ours = mce_summary(correct, names, n_resamples=300, seed=1)
-    theirs = mce_intervals(correct, names, n_resamples=300, seed=1)
-    for column in ("relative_mce", "standard_mce", "extra_relative_mce"):
-        for suffix in ("", "_low", "_high"):
-            assert np.allclose(ours[column + suffix], theirs[column + suffix])
-    assert ours["relative_mce"][0] == 1.0 and ours["standard_relative_mce"][0] == 1.0
-    # one severity: the AlexNet mCE is that severity's error over AlexNet's average error
-    one = mce_summary(correct[:, :, 2:3], names, n_resamples=50)
-    error = 1 - correct[:, :3, 2, 0].mean(axis=0)
-    assert np.isclose(one["standard_mce"][0], np.mean(error / [0.886428, 0.819324, 0.853204]))
-    # a resample where the feedforward CE is 0 makes the ratio +inf: the bound is inf, not NaN
-    low, high = ratio_interval(np.array([[1.0], [1.2], [np.inf], [np.inf]]))
-    assert np.isfinite(low[0]) and np.isposinf(high[0])

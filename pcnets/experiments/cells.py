@@ -1,0 +1,152 @@
+"""The resumable cell machinery of eval-noise and eval-corruptions (METHOD.md section 7, items 1-2).
+
+Each condition (a noise sigma, or a corruption x severity) is one cell of the run folder: rows per
+timestep with counts in metrics.csv, and every image's prediction at every timestep in
+images/<cell>.npz. The dynamics run once per batch for all timesteps, through the Session (its
+device, numerics and prefetching). Under torchrun the images are sharded over the processes and
+the predictions gathered, so every number equals a single process's.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from pcnets.core.pnet import PredictiveNet
+from pcnets.data import WithIndex
+from pcnets.errors import PcnetsError
+from pcnets.runtime.cell_images import IMAGES, save_cell_images
+from pcnets.runtime.distributed import all_reduce_sum
+from pcnets.runtime.loading import build_loader
+from pcnets.runtime.runs import Run
+from pcnets.runtime.session import Session
+
+
+@dataclass
+class Cell:
+    """One condition of a sweep: its resume key, its per-image file, the columns of its rows,
+    and how to make its dataset of (image, label, index) items (only when it runs)."""
+
+    key: str
+    file: str
+    fields: dict
+    dataset: Callable[[], WithIndex]
+
+
+def open_session(command: str, cfg: DictConfig, pnet: PredictiveNet | None) -> tuple:
+    """(session, prepared pnet): the Session of ``command`` and the network (the config's when
+    ``pnet`` is None) on its device. The caller opens the run folder (session.run_folder) once
+    its inputs are checked, so a network or dataset that fails leaves no run folder behind."""
+    session = Session.start(command, cfg, run_folder=False)
+    if pnet is None:
+        from pcnets.backbones import pnet_from_config
+
+        pnet = pnet_from_config(cfg, session.device)
+    return session, session.prepare(pnet)
+
+
+def predict(
+    session: Session,
+    pnet: PredictiveNet,
+    loader,
+    timesteps: int,
+    num_images: int,
+    bar: tqdm | None = None,
+) -> np.ndarray:
+    """Top-1 class of every image at every timestep, shape (num_images, timesteps + 1), from a
+    loader of (image, label, index) batches; this process's shard is gathered with the others'."""
+    found = np.zeros((num_images, timesteps + 2), dtype=np.int64)  # last column: times seen
+    for images, _, index in session.batches(loader):
+        logits = session.run(pnet, images, timesteps)
+        top = torch.stack([out.argmax(dim=1) for out in logits], dim=1).cpu().numpy()
+        index = index.cpu().numpy()
+        found[index, :-1] = top
+        found[index, -1] += 1
+        if bar is not None:
+            bar.update(len(index))
+    found = all_reduce_sum(found)  # each image is in one shard: the sum is a gather
+    if (found[:, -1] != 1).any():
+        raise RuntimeError("some images were predicted by no process, or by more than one")
+    return found[:, :-1]
+
+
+def cell_rows(correct: np.ndarray, fields: dict) -> list[dict]:
+    """One row per timestep: the cell's fields, timestep, correct, total, accuracy."""
+    total = int(correct.shape[0])
+    counts = correct.sum(axis=0)
+    return [
+        {**fields, "timestep": t, "correct": int(c), "total": total, "accuracy": float(c) / total}
+        for t, c in enumerate(counts)
+    ]
+
+
+def _finished(run: Run, cell: Cell) -> bool:
+    """Rank 0 decides (it alone reads the run folder); every process learns its answer."""
+    done = run.writer and run.is_done(cell.key) and (run.path / IMAGES / cell.file).is_file()
+    return all_reduce_sum(int(done)) > 0
+
+
+def evaluate_cells(
+    session: Session,
+    cells: Sequence[Cell],
+    pnet: PredictiveNet,
+    cfg: DictConfig,
+    progress: bool = True,
+) -> None:
+    """Run every unfinished cell: predictions per image and timestep, then its .npz and rows."""
+    timesteps = check_timesteps(cfg.pc.timesteps)
+    run = session.run_folder
+    data_cfg = loader_config(cfg)
+    todo = [cell for cell in cells if not _finished(run, cell)]
+    show = progress and run.writer
+    outer = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", disable=not show)
+    with outer:
+        for cell in todo:
+            dataset = cell.dataset()
+            loader = build_loader(dataset, data_cfg, session.device, distributed=True)
+            with tqdm(
+                total=len(loader.sampler),
+                desc=cell.file.removesuffix(".npz"),
+                unit="img",
+                leave=False,
+                disable=not show,
+            ) as bar:
+                predictions = predict(session, pnet, loader, timesteps, len(dataset), bar)
+            labels = np.asarray(dataset.targets)
+            if run.writer:
+                save_cell_images(run.path / IMAGES / cell.file, dataset.keys, labels, predictions)
+            run.record(cell.key, cell_rows(predictions == labels[:, None], cell.fields))
+            outer.update(1)
+
+
+def loader_config(cfg: DictConfig) -> DictConfig:
+    """The data config with eval.batch_size in place of data.batch_size (when it is set)."""
+    batch = cfg.eval.get("batch_size")
+    if batch is None:
+        return cfg.data
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise PcnetsError(f"eval.batch_size must be a positive whole number or null, got {batch!r}")
+    return OmegaConf.merge(cfg.data, {"batch_size": batch})
+
+
+def check_timesteps(value) -> int:
+    """pc.timesteps as an int >= 0, else a PcnetsError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PcnetsError(f"timesteps must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def warn_untrained(cfg: DictConfig, session: Session) -> None:
+    """One line on stderr when the decoders are untrained: the results then mean little."""
+    if not cfg.pc.get("decoders") and not cfg.pc.get("hyper") and session.is_main:
+        print(
+            "warning: pc.decoders is not set, so the feedback decoders are untrained (random); "
+            "pass pc.decoders=PATH from `pcnets train-feedback`",
+            file=sys.stderr,
+        )
