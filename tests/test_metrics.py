@@ -122,3 +122,21 @@ def test_mce_intervals_contain_the_estimates():
         assert (table[f"{stat}_low"] <= table[stat]).all()
         assert (table[stat] <= table[f"{stat}_high"]).all()
     assert table.loc[2, "relative_mce_high"] < 1.0
+
+
+def test_mce_intervals_by_hand_on_one_severity():
+    # 4 images, one severity, 2 timesteps; gaussian_noise errors 2/4 -> 1/4, spatter 1/4 -> 1/4
+    correct = np.ones((4, 2, 1, 2), dtype=bool)
+    correct[:2, 0, 0, 0] = False
+    correct[0, 0, 0, 1] = False
+    correct[3, 1, 0, :] = False
+    table = m.mce_intervals(correct, ["gaussian_noise", "spatter"], n_resamples=200, seed=0)
+    np.testing.assert_allclose(table["relative_mce"], [1.0, (0.5 + 1.0) / 2])
+    np.testing.assert_allclose(table["standard_relative_mce"], [1.0, 0.5])
+    np.testing.assert_allclose(table["extra_relative_mce"], [1.0, 1.0])
+    # one of 5 severities: the mean error over it, divided by AlexNet's severity-averaged error
+    np.testing.assert_allclose(table["standard_mce"], [0.5 / 0.886428, 0.25 / 0.886428])
+    assert (table["standard_mce_low"] <= table["standard_mce"]).all()
+    # a resample where the feedforward CE is 0 makes the ratio +inf: the bound is inf, not NaN
+    low, high = m.ratio_interval(np.array([[1.0], [1.2], [np.inf], [np.inf]]))
+    assert np.isfinite(low[0]) and np.isposinf(high[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, print_summary
 
 
 @command("tune")
@@ -20,17 +20,10 @@ def tune(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Learn beta, lambda, alpha per encoder on noisy images; writes hyper.json (pc.hyper=PATH)."""
-    from pcnets.experiments.tune import tune as run_tune
+    from pcnets.experiments.tune import run as run_tune
 
     cfg = compose_cli(overrides, **{"tune.timesteps": timesteps, "device": device, "out": out})
-    result = run_tune(cfg)
-    if not result.run.writer:
-        return
-    for key in ("beta", "lam", "alpha"):
-        echo(f"{key:6s} " + " ".join(f"{v:.4g}" for v in result.hyper[key]))
-    first, final = result.hyper["first_loss"], result.hyper["final_loss"]
-    echo(f"objective (mean over the first / last quarter of the steps): {first:.3f} -> {final:.3f}")
-    echo(f"wrote {result.path} (use it with pc.hyper={result.path})")
+    print_summary(run_tune(cfg))
 
 
 @command("manifold")
@@ -43,19 +36,13 @@ def manifold(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Correlation distance of noisy to clean representations per encoder and timestep."""
-    from pcnets.experiments.manifold import manifold as run_manifold
+    from pcnets.experiments.manifold import run as run_manifold
 
     first_class = {"manifold.timesteps": timesteps, "device": device, "out": out}
     cfg = compose_cli(overrides, **first_class)
     result = run_manifold(cfg)
-    if not result.run.writer:
-        return
-    metrics = result.metrics
-    last = metrics[metrics["timestep"] == metrics["timestep"].max()]
-    for sigma, part in last.groupby("sigma"):
-        values = " ".join(f"{v:.3f}" for v in part.sort_values("encoder")["normalized"])
-        echo(f"sigma {sigma:g}: distance at t={int(part['timestep'].iloc[0])} / t=0: {values}")
-    echo(f"wrote {result.run.path}")
+    result.summary.append(f"wrote {result.path}")
+    print_summary(result)
 
 
 @command("report")

@@ -72,3 +72,12 @@ def echo(msg: str) -> None:
 @app.callback()
 def _root() -> None:
     """Predictive-coding feedback for pretrained CNNs. Run `pcnets COMMAND --help` for details."""
+
+
+def print_summary(result) -> None:
+    """A command's Result: its summary lines, on the process that writes (rank 0)."""
+    from pcnets.runtime.distributed import is_main
+
+    if is_main():
+        for line in result.summary:
+            echo(line)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, print_summary
 
 TIMESTEPS_HELP = "Run the dynamics for t = 0..T (sets pc.timesteps)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (sets device)."
@@ -17,9 +17,8 @@ OUT_HELP = "Run folder (default results/<command>/<backbone>/<config hash>)."
 def _finish(result) -> None:
     from pcnets.runtime.distributed import cleanup, is_main
 
+    print_summary(result)
     if is_main():
-        for line in result.summary:
-            echo(line)
         echo(f"results: {result.path} (table.md, metrics.csv, summary.csv, *.png)")
     cleanup()
 

@@ -11,11 +11,12 @@ timestep (objective=last, default) or averaged over timesteps 1..T (objective=me
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -23,10 +24,20 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from pcnets.core.pnet import Hyper, PredictiveNet
+from pcnets.data import build_dataset
+from pcnets.data.noise import add_noise
 from pcnets.errors import PcnetsError, suggest
+from pcnets.experiments.cells import open_session
+from pcnets.reporting.tune import render
+from pcnets.runtime.devices import switch
+from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
+from pcnets.runtime.files import atomic_write
+from pcnets.runtime.loading import num_workers
 from pcnets.runtime.runs import Run, cell_key
+from pcnets.runtime.session import Result
 
 OBJECTIVES = ("last", "mean")
 SHARE_FLOOR = 1e-7  # shares of exactly 0 map to this (a sigmoid never reaches 0)
@@ -148,13 +159,6 @@ def check_objective(kind: str) -> str:
     return kind
 
 
-def add_noise(x: Tensor, sigma: float, pnet: PredictiveNet, generator: torch.Generator) -> Tensor:
-    """[0,1] images plus N(0, sigma^2) noise in normalised space (= sigma * channel std in pixel
-    space), not clipped, as the reference code adds it to the normalised tensor."""
-    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-    return x + noise * sigma * pnet.std.to(x.dtype)
-
-
 def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
     """The dataset indices of one tuning step: consecutive slices of a stream of per-epoch random
     permutations, so any step can be recomputed (resume) without replaying the others."""
@@ -174,23 +178,13 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
 # ---- the command ---------------------------------------------------------------------------
 
 
-def command_device(cfg: DictConfig) -> torch.device:
-    """cfg.device resolved; plain "cuda" under torchrun is this process's GPU."""
-    from pcnets.runtime.devices import resolve_device
-
-    device = resolve_device(cfg.get("device", "auto"))
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
 @dataclass
-class TuneResult:
-    """What `pcnets tune` made: the hyperparameter file, its contents, and the run folder."""
+class TuneResult(Result):
+    """What `pcnets tune` made: the Result (run folder, rows, printed lines), the tuned values
+    (hyper.json's contents), and the run folder itself."""
 
-    hyper: dict
-    path: Path
-    run: Run
+    hyper: dict = field(default_factory=dict)
+    run: Run | None = None
 
 
 def _sigmas(value) -> list[float]:
@@ -231,22 +225,8 @@ def tune(
     dataset: torch.utils.data.Dataset | None = None,
 ) -> TuneResult:
     """Learn beta, lambda, alpha for ``pnet`` (default: the config's) on noisy images of
-    ``dataset`` (default: the config's training split); writes hyper.json, metrics.csv, table.md
-    and tune.png into the run folder. Resumes from its last save."""
-    from tqdm import tqdm
-
-    from pcnets.backbones import pnet_from_config
-    from pcnets.data import build_dataset
-    from pcnets.runtime.devices import switch
-    from pcnets.runtime.distributed import (
-        all_reduce_sum,
-        init_distributed,
-        rank,
-        shard_indices,
-        world_size,
-    )
-    from pcnets.runtime.loading import num_workers
-
+    ``dataset`` (default: the config's training split); writes hyper.json, metrics.csv, table.md,
+    tune.png and summary.csv into the run folder. Resumes from its last save."""
     if "tune" not in cfg:
         raise PcnetsError("the config has no tune group; compose with +tune=default")
     tc = cfg.tune
@@ -254,18 +234,14 @@ def tune(
     sigmas = _sigmas(tc.sigmas)
     timesteps = tune_timesteps(cfg)
     steps, save_every, batch = int(tc.steps), max(1, int(tc.save_every)), int(tc.batch_size)
-    init_distributed()
+    session, pnet = open_session("tune", cfg, pnet)
     world = world_size()
     if batch < world:
         raise PcnetsError(f"tune.batch_size={batch} is smaller than the {world} processes")
-    device = command_device(cfg)
-    if pnet is None:
-        torch.manual_seed(int(cfg.seed))  # untrained decoders: the same random init every run
-        pnet = pnet_from_config(cfg, device)
-    pnet = pnet.to(device).eval()
+    device = session.device
     for p in pnet.parameters():
         p.requires_grad_(False)
-    run = run or Run("tune", cfg)
+    session.run_folder = run = run or Run("tune", cfg)
     names = list(pnet.encoder_names)
 
     params = HyperParams.from_pnet(pnet, bool(tc.learn_alpha)).to(device)
@@ -291,18 +267,17 @@ def tune(
         num_workers=num_workers(cfg.data.get("workers", "auto"), device),
         pin_memory=switch(cfg.data.get("pin_memory", "auto"), device),
     )
-    amp = switch(cfg.amp, device) and device.type == "cuda"
     pending: list[dict] = []
     show = progress and run.writer
     bar = tqdm(total=steps, initial=start, desc="tune", unit="step", disable=not show)
-    for step, (x, y) in enumerate(loader, start=start):
+    for step, (x, y) in enumerate(session.batches(loader), start=start):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
         sigma = sigmas[int(torch.randint(len(sigmas), (1,), generator=gen))]
         noise = torch.randn((batch, *x.shape[1:]), generator=gen)[mine.start : mine.stop]
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        noisy = x + noise.to(device, x.dtype) * sigma * pnet.std.to(x.dtype)
+        y = y.to(device, non_blocking=True)
+        noisy = add_noise(x, sigma, std=pnet.std, noise=noise)
         values = params.values()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with session.autocast():
             loss, last = objective(pnet, noisy, y, timesteps, params(), kind)
         share = loss * (len(y) / batch)  # this process's part of the mean over the whole batch
         optim.zero_grad(set_to_none=True)
@@ -329,26 +304,18 @@ def tune(
         run.record(cell_key(final=True), _rows(steps, final, names))
     hyper = _hyper_file(cfg, pnet, run, final, initial, timesteps, sigmas, kind)
     path = run.write_text("hyper.json", json.dumps(hyper, indent=2) + "\n")
-    metrics = run.metrics()
-    run.write_text("table.md", tune_table(metrics, hyper))
-    if run.writer:
-        tune_figure(metrics, run.path / "tune.png", title=f"{pnet.name}: {kind} CE, noisy images")
-    run.finish(hyper=str(path))
-    return TuneResult(hyper, path, run)
+    summary = render(run.path) if run.writer else []
+    session.finish(hyper=str(path))
+    summary.append(f"wrote {path} (use it with pc.hyper={path})")
+    return TuneResult(run.path, run.metrics(), summary, {"hyper_file": path}, hyper=hyper, run=run)
 
 
 def _save_state(path: Path, params: HyperParams, optim, step: int, initial: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "params": params.state_dict(),
-            "optim": optim.state_dict(),
-            "step": step,
-            "initial": initial,
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    """The values and Adam's moments after ``step`` steps, written atomically (the resume point)."""
+    state = {"params": params.state_dict(), "optim": optim.state_dict()}
+    buffer = io.BytesIO()
+    torch.save({**state, "step": step, "initial": initial}, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def loss_summary(metrics: pd.DataFrame) -> tuple[float | None, float | None, dict]:
@@ -399,72 +366,4 @@ def _hyper_file(cfg, pnet, run, final, initial, timesteps, sigmas, kind) -> dict
     }
 
 
-# ---- table and figure ----------------------------------------------------------------------
-
-
-def tune_table(metrics: pd.DataFrame, hyper: dict) -> str:
-    """table.md: initial and tuned values per encoder, and the objective at the start and end."""
-    from pcnets.reporting.report import markdown_table
-
-    init = hyper["initial"]
-    rows = []
-    for i, name in enumerate(hyper["encoders"]):
-        lam0 = 0.0 if i == len(hyper["encoders"]) - 1 else init["lam"][i]
-        rows.append(
-            {
-                "encoder": f"{i + 1} ({name})",
-                "beta": f"{init['beta'][i]:.3f} -> {hyper['beta'][i]:.3f}",
-                "lambda": f"{lam0:.3f} -> {hyper['lam'][i]:.3f}",
-                "memory": f"{1 - init['beta'][i] - lam0:.3f} -> {hyper['memory'][i]:.3f}",
-                "alpha": f"{init['alpha'][i]:.4g} -> {hyper['alpha'][i]:.4g}",
-            }
-        )
-    per_sigma = ", ".join(
-        f"sigma {s}: {a:.3f} -> {b:.3f}" for s, (a, b) in hyper.get("loss_by_sigma", {}).items()
-    )
-    head = (
-        f"Tuned hyperparameters of {hyper['backbone']} ({hyper['steps']} Adam steps, lr "
-        f"{hyper['lr']}, batch {hyper['batch_size']}, objective: {hyper['objective']} CE over "
-        f"T = {hyper['timesteps']} timesteps, sigma in {hyper['sigmas']}, normalised space).\n"
-        f"Mean objective over the first / last quarter of the steps: "
-        f"{_fmt(hyper['first_loss'])} -> {_fmt(hyper['final_loss'])} ({per_sigma}).\n"
-        "Values: initial -> tuned; the top encoder has no feedback (lambda fixed to 0).\n\n"
-    )
-    return head + markdown_table(pd.DataFrame(rows)) + "\n"
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
-
-
-def tune_figure(metrics: pd.DataFrame, path: Path, title: str = "") -> Path:
-    """tune.png: the objective, and beta, lambda, alpha per encoder, over the training steps."""
-    from pcnets.reporting.figures import Curve, Panel, save_panels
-
-    loss = metrics.dropna(subset=["loss"]).drop_duplicates("step").sort_values("step")
-    window = max(1, len(loss) // 10)
-    thin = {"marker": None, "linewidth": 0.8, "alpha": 0.5}
-    loss_curves = [
-        Curve("per step", loss["loss"], x=loss["step"], style=thin),
-        Curve(
-            f"running mean ({window} steps)",
-            loss["loss"].rolling(window, min_periods=1).mean(),
-            x=loss["step"],
-            style={"marker": None},
-        ),
-    ]
-    panels = [Panel("objective on noisy images", loss_curves, "step", "cross-entropy (nats)")]
-    labels = {
-        "beta": ("beta per encoder", "beta (feedforward share)"),
-        "lam": ("lambda per encoder", "lambda (feedback share)"),
-        "alpha": ("alpha per encoder", "alpha (error-correction rate)"),
-    }
-    for key, (name, ylabel) in labels.items():
-        curves = [
-            Curve(
-                f"e{enc} {part['name'].iloc[0]}", part[key], x=part["step"], style={"marker": None}
-            )
-            for enc, part in metrics.sort_values("step").groupby("encoder")
-        ]
-        panels.append(Panel(name, curves, "step", ylabel, legend=key == "beta"))
-    return save_panels(path, panels, title or "hyperparameter tuning", ncols=2)
+run = tune  # the entry point every command module has: run(cfg) -> Result

@@ -9,14 +9,9 @@ import torch
 from conftest import tiny_pnet
 
 from pcnets.config import compose
+from pcnets.data.noise import image_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.manifold import (
-    correlation_distance,
-    distances,
-    image_noise,
-    manifold,
-    summarize,
-)
+from pcnets.experiments.manifold import correlation_distance, distances, manifold, summarize
 from pcnets.runtime.runs import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

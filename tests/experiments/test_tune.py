@@ -15,10 +15,10 @@ import pcnets.experiments.tune as tune_mod
 from pcnets.backbones import load_hyper
 from pcnets.config import compose
 from pcnets.core.pnet import Hyper
+from pcnets.data.noise import add_noise
 from pcnets.errors import PcnetsError
 from pcnets.experiments.tune import (
     HyperParams,
-    add_noise,
     objective,
     raw_from_shares,
     shares_from_raw,
@@ -119,7 +119,8 @@ def _cfg(*extra: str):
 def test_tuning_lowers_the_objective_and_writes_a_hyper_file_that_loads(tmp_path):
     pnet, data = _problem()
     cfg = _cfg("tune.steps=20", "tune.save_every=5")
-    noisy = add_noise(data.x, 0.25, pnet, torch.Generator().manual_seed(9))
+    draw = torch.randn(data.x.shape, generator=torch.Generator().manual_seed(9))
+    noisy = add_noise(data.x, 0.25, std=pnet.std, noise=draw)
     with torch.no_grad():
         before = objective(pnet, noisy, data.y, T, pnet.hyper())[0].item()
     result = tune(cfg, pnet=pnet, run=Run("tune", cfg, out=tmp_path), progress=False, dataset=data)

@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from pcnets.cli.common import app
 from pcnets.config import compose
 from pcnets.errors import PcnetsError
-from pcnets.experiments.manifold import manifold_figure, summarize
-from pcnets.reporting.report import find_runs, load_run, markdown_table, write_report
+from pcnets.experiments.manifold import summarize
+from pcnets.reporting.manifold import manifold_figure
+from pcnets.reporting.report import find_runs, load_run, write_report
+from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.runs import Run, cell_key
 
 
