@@ -1,10 +1,11 @@
 """One Markdown report of many run folders (DESIGN.md "Results"): paper-style summary tables, then
 every run's table.md and figures with the command and the key config that made it.
 
-Only files are read (provenance.json, config.yaml, metrics.csv, table.md, *.png, hyper.json), so
-re-running the report after more runs finish updates it without rerunning anything. A folder that
-looks like a run folder but lacks or garbles one of the three required files stops the report
-with a PcnetsError naming the folder and the file.
+Only files are read (provenance.json, config.yaml, metrics.csv, summary.csv, table.md, *.png,
+hyper.json), so re-running the report after more runs finish updates it without rerunning
+anything; the summary tables take their numbers from each run's summary.csv. A folder that looks
+like a run folder but lacks or garbles one of the three required files stops the report with a
+PcnetsError naming the folder and the file.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError
+from pcnets.reporting.summaries import (
+    corruption_summary,
+    has_columns,
+    manifold_summary,
+    noise_summary,
+    tune_summary,
+)
+from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.files import atomic_write
 
 # The order of the sections: the paper's pipeline, then anything else alphabetically.
@@ -53,24 +61,6 @@ COMMON_KEYS = (
     "data.limit",
     "seed",
 )
-
-
-# ---- Markdown ------------------------------------------------------------------------------
-
-
-def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub Markdown table of a DataFrame (floats to ``digits`` significant digits)."""
-
-    def cell(v) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else f"{v:.{digits}g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    cols = [cell(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
 
 
 # ---- reading run folders -------------------------------------------------------------------
@@ -272,64 +262,6 @@ def run_section(run: RunFolder, out: Path, copy_figures: bool = False) -> str:
 # ---- paper-style summaries across runs -----------------------------------------------------
 
 
-def _has(df: pd.DataFrame, *cols: str) -> bool:
-    return all(c in df.columns for c in cols)
-
-
-def noise_summary(runs: list[RunFolder]) -> str | None:
-    """Top-1 accuracy per timestep under Gaussian noise, one row per run and sigma (paper fig 3)."""
-    rows = []
-    for run in runs:
-        df = run.metrics
-        if run.command != "eval-noise" or not _has(df, "sigma", "timestep", "correct", "total"):
-            continue
-        counts = df.groupby(["sigma", "timestep"])[["correct", "total"]].sum()
-        acc = (counts["correct"] / counts["total"]).unstack("timestep")
-        for sigma, series in acc.iterrows():
-            row = {
-                "run": run.label,
-                "sigma": sigma,
-                "images": int(counts.loc[sigma]["total"].max()),
-            }
-            row.update({f"t{int(t)}": v for t, v in series.items()})
-            rows.append(row)
-    if not rows:
-        return None
-    return "### Accuracy under Gaussian noise (top-1 per timestep)\n\n" + markdown_table(
-        pd.DataFrame(rows), 3
-    )
-
-
-def corruption_summary(runs: list[RunFolder]) -> str | None:
-    """mCE per timestep (relative to t = 0, and AlexNet-normalised) per run (paper fig. 4)."""
-    from pcnets.metrics import error_cube, mce_table
-
-    parts = []
-    for run in runs:
-        df = run.metrics
-        if run.command != "eval-corruptions" or not _has(
-            df, "corruption", "severity", "timestep", "correct", "total"
-        ):
-            continue
-        try:
-            names, cube = error_cube(df)
-        except ValueError as exc:
-            parts.append(f"{run.label}: incomplete ({exc})")
-            continue
-        table = mce_table(cube, names).set_index("timestep")
-        for col in ("relative_mce", "standard_mce"):
-            row = {"run": run.label, "measure": col, "corruptions": len(names)}
-            row.update({f"t{t}": v for t, v in table[col].items()})
-            parts.append(row)
-    rows = [p for p in parts if isinstance(p, dict)]
-    if not parts:
-        return None
-    text = "### Corruption errors (mCE per timestep)\n\n"
-    text += markdown_table(pd.DataFrame(rows), 4) if rows else ""
-    notes = [p for p in parts if isinstance(p, str)]
-    return text + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
-
-
 def attack_summary(runs: list[RunFolder]) -> str | None:
     """Attack success rate per epsilon and timestep per run, when metrics.csv has columns eps,
     timestep, total and one count of successes (success, successes or fooled); with a "kind"
@@ -340,7 +272,11 @@ def attack_summary(runs: list[RunFolder]) -> str | None:
         if "kind" in df.columns:
             df = df[df["kind"] == "unrolled"]
         hit = next((c for c in ("success", "successes", "fooled") if c in df.columns), None)
-        if run.command != "attack" or hit is None or not _has(df, "eps", "timestep", "total"):
+        if (
+            run.command != "attack"
+            or hit is None
+            or not has_columns(df, "eps", "timestep", "total")
+        ):
             continue
         counts = df.groupby(["eps", "timestep"])[[hit, "total"]].sum()
         rate = (counts[hit] / counts["total"]).unstack("timestep")
@@ -351,46 +287,6 @@ def attack_summary(runs: list[RunFolder]) -> str | None:
     if not rows:
         return None
     return "### Attack success rate per timestep\n\n" + markdown_table(pd.DataFrame(rows), 3)
-
-
-def tune_summary(runs: list[RunFolder]) -> str | None:
-    """Tuned beta / lambda / alpha per encoder (columns e1..eN), one row per tune run and value,
-    with the objective at the start and the end of tuning."""
-    rows = []
-    for run in runs:
-        if run.command != "tune" or not run.hyper:
-            continue
-        h = run.hyper
-        first, final = h.get("first_loss"), h.get("final_loss")
-        change = f"{first:.3f} -> {final:.3f}" if first is not None and final is not None else ""
-        for key, name in (("beta", "beta"), ("lam", "lambda"), ("alpha", "alpha")):
-            row = {"run": run.label, "value": name, "objective": change}
-            row.update({f"e{i + 1}": v for i, v in enumerate(h[key])})
-            rows.append(row)
-    if not rows:
-        return None
-    return "### Tuned hyperparameters\n\n" + markdown_table(pd.DataFrame(rows), 3)
-
-
-def manifold_summary(runs: list[RunFolder]) -> str | None:
-    """Relative correlation distance to clean at the last timestep, per run, sigma and encoder."""
-    rows = []
-    for run in runs:
-        df = run.metrics
-        if run.command != "manifold" or not _has(df, "sigma", "encoder", "timestep", "normalized"):
-            continue
-        last = df[df["timestep"] == df["timestep"].max()]
-        for sigma, part in last.groupby("sigma"):
-            row = {"run": run.label, "sigma": sigma, "t": int(part["timestep"].iloc[0])}
-            pairs = zip(part["encoder"], part["normalized"], strict=True)
-            row.update({f"e{int(e)}": v for e, v in pairs})
-            rows.append(row)
-    if not rows:
-        return None
-    return (
-        "### Convergence to clean representations (distance relative to t = 0, last timestep)\n\n"
-        + markdown_table(pd.DataFrame(rows), 3)
-    )
 
 
 SUMMARIES = (noise_summary, corruption_summary, attack_summary, tune_summary, manifold_summary)

@@ -73,6 +73,8 @@ def summary_row(metric: str, value, unit: str, low=None, high=None, **where) -> 
 def write_summary(path: str | Path, rows: Sequence[dict]) -> Path:
     """Write summary.csv into the run folder ``path`` (atomically), columns in SUMMARY_COLUMNS."""
     frame = pd.DataFrame(list(rows), columns=list(SUMMARY_COLUMNS))
+    for column in ("encoder", "timestep", "n"):  # whole numbers, blank where they do not apply
+        frame[column] = pd.array(frame[column], dtype="Int64")
     return atomic_write(Path(path) / SUMMARY, frame.to_csv(index=False))
 
 
