@@ -17,14 +17,14 @@ from pcnets.config import compose
 from pcnets.core.pnet import Hyper
 from pcnets.data.noise import add_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.tune import (
+from pcnets.experiments.hyperparams import (
     HyperParams,
     objective,
     raw_from_shares,
     shares_from_raw,
     softplus_inverse,
-    tune,
 )
+from pcnets.experiments.tune import tune
 from pcnets.runtime.runs import Run
 
 SIZE, N_IMAGES, T = 8, 16, 3
