@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from pcnets.runtime.cell_images import IMAGES, save_cell_images
 from pcnets.runtime.distributed import all_reduce_sum
 from pcnets.runtime.loading import build_loader
 from pcnets.runtime.runs import Run
-from pcnets.runtime.session import Session
+from pcnets.runtime.session import Result, Session
 
 
 @dataclass
@@ -49,6 +50,14 @@ def open_session(command: str, cfg: DictConfig, pnet: PredictiveNet | None) -> t
 
         pnet = pnet_from_config(cfg, session.device)
     return session, session.prepare(pnet)
+
+
+def finish(session: Session, render: Callable[[Path], list[str]]) -> Result:
+    """Render the run folder's tables and figures (rank 0), mark it finished, and return the
+    Result; the other processes wait for rank 0, then all leave together."""
+    summary = render(session.path) if session.is_main else []
+    session.finish()
+    return Result(session.path, session.run_folder.metrics(), summary)
 
 
 def predict(

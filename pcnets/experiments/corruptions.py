@@ -20,6 +20,7 @@ from pcnets.experiments.cells import (
     Cell,
     check_timesteps,
     evaluate_cells,
+    finish,
     loader_config,
     open_session,
     warn_untrained,
@@ -69,9 +70,7 @@ def run(
         for severity in severities
     ]
     evaluate_cells(session, cells, pnet, cfg, progress)
-    summary = render(session.path) if session.is_main else []
-    session.finish()  # the other processes wait for rank 0's tables, then all leave together
-    return Result(session.path, session.run_folder.metrics(), summary)
+    return finish(session, render)
 
 
 def _class_index(cfg: DictConfig, first_cell: Path) -> dict[str, int]:

@@ -15,6 +15,7 @@ from pcnets.experiments.cells import (
     Cell,
     check_timesteps,
     evaluate_cells,
+    finish,
     loader_config,
     open_session,
     warn_untrained,
@@ -72,6 +73,4 @@ def run(
         for sigma in sigmas
     ]
     evaluate_cells(session, cells, pnet, cfg, progress)
-    summary = render(session.path) if session.is_main else []
-    session.finish()  # the other processes wait for rank 0's tables, then all leave together
-    return Result(session.path, session.run_folder.metrics(), summary)
+    return finish(session, render)

@@ -3,6 +3,7 @@ the report's summary tables checked number by number against each run's summary.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -143,3 +144,51 @@ def test_render_redraws_from_the_folder_and_markdown_takes_rows_or_frames(tmp_pa
     assert rows == ["| x | y\\|z |", "|---|---|", "| a | 0.5 |"]
     with pytest.raises(ValueError, match="header"):
         markdown_table([["a"]])
+
+
+def test_manifold_and_tune_report_numbers_are_their_summary_csv(tmp_path):
+    from pcnets.experiments.manifold import summarize
+    from pcnets.reporting import manifold, tune
+
+    results = tmp_path / "results"
+    cfg = compose(["manifold.sigmas=[0.5]", "data.limit=4"])
+    man = Run("manifold", cfg, out=results / "manifold")
+    dist = np.random.default_rng(0).uniform(0.1, 0.5, size=(8, 2, 3))
+    man.record(cell_key(sigma=0.5), summarize(dist, ["a", "b"], 0.5, n_resamples=50))
+    manifold.render(man.path)
+    man.finish()
+
+    run = Run("tune", cfg, out=results / "tune")
+    names = ["a", "b"]
+    values = {"beta": [0.7, 0.6], "lam": [0.2, 0.0], "memory": [0.1, 0.4], "alpha": [0.01, 0.02]}
+    rows = [
+        {"step": s, "encoder": i + 1, "name": n, **{k: v[i] for k, v in values.items()}}
+        | {"loss": 2.0 - 0.1 * s, "sigma": 0.5}
+        for s in range(4)
+        for i, n in enumerate(names)
+    ]
+    run.record(cell_key(steps_to=4), rows)
+    initial = {"beta": [0.8, 0.8], "lam": [0.1, 0.1], "alpha": [0.01, 0.01]}
+    hyper = {"backbone": "toy", "encoders": names, "initial": initial, "objective": "last"}
+    hyper |= {"steps": 4, "lr": 0.1, "batch_size": 2, "timesteps": 2, "sigmas": [0.5]}
+    hyper |= {**values, "first_loss": 2.0, "final_loss": 1.7, "loss_by_sigma": {"0.5": [2, 1.7]}}
+    (run.path / "hyper.json").write_text(json.dumps(hyper))
+    assert tune.render(run.path)[0].startswith("beta   0.7 0.6")
+    run.finish()
+
+    out = tmp_path / "R.md"
+    write_report([results], out)
+    text = out.read_text()
+    summary = read_summary(man.path)
+    report = _table(text, "### Convergence to clean representations").iloc[0]
+    last = summary[(summary["metric"] == "relative_distance") & (summary["timestep"] == 2)]
+    for encoder, want in zip(last["encoder"], last["value"], strict=True):
+        assert float(report[f"e{encoder}"]) == pytest.approx(want, rel=5e-3)
+    assert want == pytest.approx(dist[:, 1, 2].mean() / dist[:, 1, 0].mean(), rel=1e-9)
+    summary = read_summary(run.path)
+    report = _table(text, "### Tuned hyperparameters").set_index("value")
+    tuned = summary[summary["metric"] == "tuned_lam"].sort_values("encoder")["value"].tolist()
+    assert tuned == [0.2, 0.0] and [float(report.loc["lambda", e]) for e in ("e1", "e2")] == tuned
+    assert report.loc["beta", "objective"] == "2.000 -> 1.700"
+    initial_memory = summary[summary["metric"] == "initial_memory"]["value"].tolist()
+    assert initial_memory == pytest.approx([0.1, 0.2])  # the top encoder's lambda is 0
