@@ -52,9 +52,12 @@ def report(
     copy_figures: bool = typer.Option(
         False, "--copy-figures", help="Copy figures beside the report instead of linking them."
     ),
+    render: bool = typer.Option(
+        False, "--render", help="Draw each run's tables, figures, summary.csv again from its files."
+    ),
 ) -> None:
     """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
     from pcnets.reporting.report import write_report
 
-    path, runs = write_report(paths, out, copy_figures)
+    path, runs = write_report(paths, out, copy_figures, render)
     echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")

@@ -23,6 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError
+from pcnets.reporting import corruptions, manifold, noise, tune
 from pcnets.reporting.summaries import (
     corruption_summary,
     has_columns,
@@ -336,13 +337,29 @@ def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -
     return "\n".join(lines).rstrip() + "\n"
 
 
+# The commands whose tables, figures and summary.csv can be drawn again from their run folder.
+RENDERERS = {
+    "eval-noise": noise.render,
+    "eval-corruptions": corruptions.render,
+    "manifold": manifold.render,
+    "tune": tune.render,
+}
+
+
 def write_report(
-    paths: Iterable[str | Path], out: str | Path, copy_figures: bool = False
+    paths: Iterable[str | Path], out: str | Path, copy_figures: bool = False, render: bool = False
 ) -> tuple[Path, list[RunFolder]]:
-    """Find, check and read the run folders under ``paths`` and write the report to ``out``.
-    Every folder is checked before anything is written, so a corrupt one leaves no half report."""
+    """Find, check and read the run folders under ``paths`` and write the report to ``out``;
+    with ``render``, first draw every run's tables, figures and summary.csv again from its files
+    (no model is built). Every folder is checked before anything is written, so a corrupt one
+    leaves no half report."""
     out = Path(out)
     runs = [load_run(p) for p in find_runs(paths)]
+    if render:
+        for run in runs:
+            if run.command in RENDERERS and run.status == "finished":
+                RENDERERS[run.command](run.path)
+        runs = [load_run(run.path) for run in runs]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(runs, out, copy_figures)
     atomic_write(out, text)

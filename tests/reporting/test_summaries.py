@@ -140,6 +140,10 @@ def test_render_redraws_from_the_folder_and_markdown_takes_rows_or_frames(tmp_pa
     assert (path / "summary.csv").read_text() == before
     assert "## Change from timestep 0" in (path / "table.md").read_text()
     assert lines[0].startswith("clean (sigma 0): t=0 ")
+    (path / "table.md").unlink()
+    (path / "summary.csv").write_text("metric\n")  # stale: the report redraws it
+    write_report([path], tmp_path / "R.md", render=True)
+    assert (path / "summary.csv").read_text() == before and (path / "table.md").is_file()
     rows = markdown_table([["a", 0.5]], ["x", "y|z"]).splitlines()
     assert rows == ["| x | y\\|z |", "|---|---|", "| a | 0.5 |"]
     with pytest.raises(ValueError, match="header"):
