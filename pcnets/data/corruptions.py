@@ -3,7 +3,8 @@
 Built on the maintained `imagecorruptions` fork (imagecorruptions-imaug), which runs on current
 numpy and scikit-image. What pcnets adds: a seed per call that never disturbs numpy's global
 random state, seeds for the two corruptions the library would otherwise draw from fresh entropy
-(glass_blur, impulse_noise), faster byte-identical glass_blur and zoom_blur, and one-line errors.
+(glass_blur, impulse_noise), faster byte-identical versions of the five slowest (FAST), and
+one-line errors.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ GROUPS = {"all": NAMES, "benchmark": BENCHMARK, "extra": EXTRA}
 SEVERITIES = (1, 2, 3, 4, 5)
 MIN_SIZE = 32  # imagecorruptions' own minimum height and width
 
+# Corruptions with a faster byte-identical version (corrupt(fast=True), the default).
+FAST = ("glass_blur", "zoom_blur", "elastic_transform", "brightness", "saturate")
 _SEEDED_BY_ARGUMENT = ("glass_blur", "impulse_noise")  # they ignore numpy's global generator
 _GLOBAL_RNG_LOCK = threading.Lock()
 
@@ -113,7 +116,7 @@ def corrupt(
 ) -> np.ndarray:
     """The image (uint8 HxWx3, at least 32x32) with one corruption at one severity, as uint8 of the
     same shape. The same seed gives the same bytes; seed=None draws a fresh one. fast=False runs
-    the library's own glass_blur and zoom_blur (same output, slower)."""
+    the library's own versions of the FAST corruptions (same output, slower)."""
     image = _check_image(image)
     name, severity = check_name(name), check_severity(severity)
     seed = secrets.randbits(32) if seed is None else int(seed) % 2**32
@@ -150,12 +153,16 @@ def _global_numpy_seed(seed: int) -> Iterator[None]:
 
 
 def _apply(image: np.ndarray, name: str, severity: int, seed: int, fast: bool):
-    if fast and name in ("glass_blur", "zoom_blur"):
-        from pcnets.data import _fast_blur
+    if fast and name in FAST:
+        from pcnets.data import _fast_blur, _fast_color, _fast_elastic
 
         if name == "glass_blur":
             return _fast_blur.glass_blur(image, severity, seed)
-        return _fast_blur.zoom_blur(image, severity)
+        if name == "zoom_blur":
+            return _fast_blur.zoom_blur(image, severity)
+        if name == "elastic_transform":
+            return _fast_elastic.elastic_transform(image, severity)  # draws from the seeded stream
+        return getattr(_fast_color, name)(image, severity)  # brightness, saturate
     from imagecorruptions import corruption_dict
 
     function = corruption_dict[name]
