@@ -33,9 +33,12 @@ def make_imagenet_c(
         False, "--lossless", help="Save PNG instead of JPEG quality 85 (the released format)."
     ),
 ) -> None:
-    """Corrupt ImageNet val images into an ImageNet-C tree; rerun to resume an interrupted run."""
-    from pcnets.data.imagenet_c import JPEG_QUALITY
+    """Corrupt ImageNet val images into an ImageNet-C tree; rerun to resume an interrupted run.
+    Prints each corruption's CPU seconds per image and images/s per core, and writes them to
+    <out>/timing.csv (the files written in this run)."""
+    from pcnets.data.imagenet_c import JPEG_QUALITY, timing_csv
     from pcnets.data.imagenet_c import make_imagenet_c as make
+    from pcnets.runtime.files import atomic_write
 
     counts = make(
         val_root,
@@ -48,4 +51,11 @@ def make_imagenet_c(
         limit=limit,
         jpeg_quality=None if lossless else JPEG_QUALITY,
     )
+    for t in counts.timing:
+        echo(
+            f"{t.name}: {t.images} images, {t.seconds_per_image:.4f} s per image, "
+            f"{t.images_per_second:.1f} images/s per core (CPU time, corrupt + save)"
+        )
+    if counts.timing:
+        atomic_write(out / "timing.csv", timing_csv(counts.timing), fsync=False)
     echo(f"wrote {counts.written} images, {counts.skipped} were already there: {out}")

@@ -15,6 +15,7 @@ import io
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -45,11 +46,33 @@ SOURCES = ("generate", "folder")
 _LIST_AT_MOST = 20  # entries per kind of problem in check_tree's message
 
 
+class Timing(NamedTuple):
+    """CPU time one corruption took in a make_imagenet_c run, over its severities: one core's
+    seconds per image (process CPU time, so the number of workers does not change it)."""
+
+    name: str
+    images: int
+    corrupt_s: float
+    save_s: float
+
+    @property
+    def seconds_per_image(self) -> float:
+        return (self.corrupt_s + self.save_s) / max(self.images, 1)
+
+    @property
+    def images_per_second(self) -> float:
+        """Images per second per core, corrupting and saving."""
+        total = self.corrupt_s + self.save_s
+        return self.images / total if total > 0 else float("inf")
+
+
 class Counts(NamedTuple):
-    """Files make_imagenet_c wrote and files it found already finished."""
+    """Files make_imagenet_c wrote and files it found already finished, and per corruption the
+    CPU time of the files written in this run."""
 
     written: int
     skipped: int
+    timing: tuple[Timing, ...] = ()
 
 
 def preprocess(size: int = 224) -> Callable[[Image.Image], Image.Image]:
@@ -152,16 +175,31 @@ def make_imagenet_c(
         desc="ImageNet-C",
         disable=not progress,
     )
-    written = 0
+    written, totals = 0, {name: [0, 0.0, 0.0] for name in names}
     with bar:
-        for count in _run(tasks, workers):
+        for count, times in _run(tasks, workers):
             written += count
+            for name, values in times.items():
+                totals[name] = [a + b for a, b in zip(totals[name], values, strict=True)]
             bar.update(1)
-    return Counts(written, skipped)
+    timing = tuple(Timing(n, int(t[0]), t[1], t[2]) for n, t in totals.items() if t[0])
+    return Counts(written, skipped, timing)
 
 
-def _run(tasks: list, workers: int) -> Iterable[int]:
-    """Files written per task, in this process (workers 0 or 1) or in a spawn pool."""
+def timing_csv(timing: Iterable[Timing]) -> str:
+    """The per-corruption timing of a run as CSV text (one core's seconds and images/s)."""
+    lines = ["corruption,images,corrupt_s,save_s,s_per_image,images_per_s_per_core"]
+    for t in timing:
+        lines.append(
+            f"{t.name},{t.images},{t.corrupt_s:.4f},{t.save_s:.4f},"
+            f"{t.seconds_per_image:.5f},{t.images_per_second:.2f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _run(tasks: list, workers: int) -> Iterable[tuple[int, dict]]:
+    """Files written and their CPU times per task, in this process (workers 0 or 1) or in a
+    spawn pool."""
     if workers <= 1 or len(tasks) <= 1:
         yield from map(_write_image_cells, tasks)
         return
@@ -179,8 +217,9 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _write_image_cells(task: tuple) -> int:
-    """Load one val image once, then write each corruption x severity still missing for it."""
+def _write_image_cells(task: tuple) -> tuple[int, dict[str, list]]:
+    """Load one val image once, then write each corruption x severity still missing for it;
+    returns the count and, per corruption, [files, corrupt CPU s, save CPU s]."""
     source, key, cells, out_root, size, seed, jpeg_quality = task
     try:
         with Image.open(source) as img:
@@ -188,11 +227,19 @@ def _write_image_cells(task: tuple) -> int:
     except OSError as err:
         raise PcnetsError(f"cannot read image {source}: {err}") from None
     suffix = _suffix(jpeg_quality)
+    times: dict[str, list] = {}
     for name, severity in cells:
+        start = time.process_time()
         result = corrupt(pixels, name, severity, seed=cell_seed(seed, key, name, severity))
+        corrupted = time.process_time()
         target = _output_path(Path(out_root), name, severity, key, suffix)
         _save_atomically(result, target, jpeg_quality)
-    return len(cells)
+        saved = time.process_time()
+        row = times.setdefault(name, [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += corrupted - start
+        row[2] += saved - corrupted
+    return len(cells), times
 
 
 def _save_atomically(pixels: np.ndarray, target: Path, jpeg_quality: int | None) -> None:
