@@ -1,5 +1,6 @@
 """The 19 corruptions: all run on current numpy/scikit-image, are reproducible per seed, leave the
-global random state alone, and the fast glass_blur/zoom_blur are byte-identical to the library's."""
+global random state alone, and the fast versions (glass_blur, zoom_blur, elastic_transform,
+brightness, saturate) are byte-identical to the library's."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pcnets.data import _fast_blur
+from pcnets.data import _fast_blur, _fast_color, _fast_elastic
 from pcnets.data.corruptions import (
     BENCHMARK,
     EXTRA,
+    FAST,
     NAMES,
     cell_seed,
     corrupt,
@@ -133,8 +135,58 @@ def test_the_zoom_edge_case_is_exercised():
     assert not inside.all() and inside.sum() == inside.size - 1
 
 
+def ties() -> np.ndarray:
+    """All 64 colours with channels in {0, 85, 170, 255}, each as a 4x4 patch, in a 32x32 image:
+    grey (no hue), two or three channels tied for the maximum, black and white."""
+    levels = np.array([0, 85, 170, 255], dtype=np.uint8)
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(8, 8, 3)
+    return np.ascontiguousarray(colours.repeat(4, axis=0).repeat(4, axis=1))
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_fast_hsv_corruptions_are_byte_identical_to_the_library(small, name, severity):
+    for image in (small, ties(), textured(37, 90, 4), textured(224, 224, 5)):
+        ours = corrupt(image, name, severity, seed=0)
+        library = imagecorruptions.corrupt(image, severity, name)
+        assert np.array_equal(ours, library), image.shape
+        floats = imagecorruptions.corruption_dict[name](Image.fromarray(image), severity)
+        assert np.array_equal(getattr(_fast_color, name)(image, severity), floats), image.shape
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_fast_elastic_transform_is_byte_identical_to_the_library(small, severity):
+    # The library draws the displacement fields from numpy's global generator: seed it alike.
+    for image, seeds in ((small, (0, 1, 2**32 - 1)), (textured(33, 70, 6), (5,))):
+        for seed in seeds:
+            ours = corrupt(image, "elastic_transform", severity, seed=seed)
+            np.random.seed(seed)
+            library = imagecorruptions.corrupt(image, severity, "elastic_transform")
+            assert np.array_equal(ours, library), (image.shape, seed)
+    image = textured(224, 224, 7)
+    np.random.seed(9)
+    floats = imagecorruptions.corruption_dict["elastic_transform"](Image.fromarray(image), severity)
+    np.random.seed(9)
+    assert np.array_equal(_fast_elastic.elastic_transform(image, severity), floats)
+
+
+def test_the_elastic_borders_are_reflected_as_scipy_does():
+    from scipy.ndimage import map_coordinates
+
+    signal = np.arange(10.0) ** 2
+    coords = (-12.5, -10.5, -3.0, -0.75, -0.25, 0.0, 4.3, 8.9, 9.0, 9.5, 10.25, 19.5, 31.0)
+    for c in coords:
+        x = _fast_elastic._reflect(c, 10)
+        start = int(np.floor(x))
+        w0 = 1.0 - (x - start)
+        a, b = _fast_elastic._neighbour(start, 10), _fast_elastic._neighbour(start + 1, 10)
+        scipy_value = map_coordinates(signal, [[c]], order=1, mode="reflect")[0]
+        assert signal[a] * w0 + signal[b] * (1.0 - w0) == scipy_value, c
+
+
 def test_fast_false_runs_the_library_versions(small):
-    for name in ("glass_blur", "zoom_blur"):
+    assert FAST == ("glass_blur", "zoom_blur", "elastic_transform", "brightness", "saturate")
+    for name in FAST:
         assert np.array_equal(
             corrupt(small, name, 5, seed=3, fast=False), corrupt(small, name, 5, seed=3)
         )

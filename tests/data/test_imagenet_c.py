@@ -3,6 +3,7 @@ fly with the same pixels, the `corruptions` config group and the make-imagenet-c
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,13 @@ def _files(root: Path) -> set[str]:
 
 def test_make_writes_the_released_layout(val_root, tmp_path):
     out = tmp_path / "imagenet-c"
-    assert _make(val_root, out) == (16, 0)
+    counts = _make(val_root, out)
+    assert counts[:2] == (16, 0)
+    assert [(t.name, t.images) for t in counts.timing] == [(NAMES[0], 8), (NAMES[1], 8)]
+    for t in counts.timing:
+        assert t.corrupt_s > 0 and t.save_s > 0
+        assert t.seconds_per_image == pytest.approx((t.corrupt_s + t.save_s) / 8)
+        assert t.images_per_second == pytest.approx(1 / t.seconds_per_image)
     expected = {
         f"{name}/{severity}/{wnid}/{wnid}_{i}.JPEG"
         for name in NAMES
@@ -83,17 +90,19 @@ def test_make_writes_the_released_layout(val_root, tmp_path):
 def test_a_second_run_skips_finished_files_and_redoes_missing_ones(val_root, tmp_path):
     out = tmp_path / "imagenet-c"
     _make(val_root, out)
-    assert _make(val_root, out) == (0, 16)
+    assert _make(val_root, out) == (0, 16, ())  # nothing written, nothing timed
     lost = out / "gaussian_noise/3" / WNIDS[0] / f"{WNIDS[0]}_1.JPEG"
     lost.unlink()
     (lost.parent / f".{lost.name}.tmp").write_bytes(b"half a file from an interrupted run")
-    assert _make(val_root, out) == (1, 15)
+    again = _make(val_root, out)
+    assert again[:2] == (1, 15) and [(t.name, t.images) for t in again.timing] == [(NAMES[0], 1)]
     assert lost.is_file() and not (lost.parent / f".{lost.name}.tmp").exists()
 
 
 def test_worker_processes_write_the_same_bytes(val_root, tmp_path):
     _make(val_root, tmp_path / "serial", jpeg_quality=None)
-    assert _make(val_root, tmp_path / "pool", jpeg_quality=None, workers=2) == (16, 0)
+    pool = _make(val_root, tmp_path / "pool", jpeg_quality=None, workers=2)
+    assert pool[:2] == (16, 0) and sum(t.images for t in pool.timing) == 16
     for rel in _files(tmp_path / "serial"):
         serial = (tmp_path / "serial" / rel).read_bytes()
         assert serial == (tmp_path / "pool" / rel).read_bytes(), rel
@@ -209,5 +218,12 @@ def test_cli_makes_a_small_tree(val_root, tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 6 images, 0 were already there" in result.output
     assert len(list((tmp_path / "c").rglob("*.png"))) == 6
+    for name in ("fog", "contrast"):
+        line = rf"{name}: 3 images, [\d.]+ s per image, [\d.]+ images/s per core"
+        assert re.search(line, result.output), name
+    rows = (tmp_path / "c" / "timing.csv").read_text().splitlines()
+    assert rows[0] == "corruption,images,corrupt_s,save_s,s_per_image,images_per_s_per_core"
+    assert [row.split(",")[:2] for row in rows[1:]] == [["fog", "3"], ["contrast", "3"]]
+    assert all(float(row.split(",")[5]) > 0 for row in rows[1:])
     bad = CliRunner().invoke(app, [*args, "--names", "fogg"])
     assert bad.exit_code == 2 and "did you mean: fog" in bad.output
