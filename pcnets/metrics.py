@@ -61,6 +61,21 @@ def rates(
     return table
 
 
+def wilson_interval(successes, total, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval (95 % by default) of a binomial rate from counts: it stays
+    inside [0, 1] and is honest at 0/n and n/n, where the normal approximation collapses.
+    A total of 0 gives (0, 1)."""
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(total, dtype=np.float64)
+    safe = np.where(n > 0, n, 1.0)
+    p = k / safe
+    centre = (p + z * z / (2 * safe)) / (1 + z * z / safe)
+    half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / (1 + z * z / safe)
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return (low.item(), high.item()) if low.ndim == 0 else (low, high)
+
+
 def corruption_error(errors, reference=None):
     """CE: the sum of error rates over severities (the last axis), divided by `reference`'s sum
     (a reference model's per-severity errors, or their total) when one is given."""

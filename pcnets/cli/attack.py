@@ -31,15 +31,18 @@ def attack(
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default results/attack/...)."),
 ) -> None:
-    """Targeted BIM/PGD/FGSM through the dynamics unrolled to each timestep: success per eps x t.
+    """BIM/PGD/FGSM, APGD, APGD-T, Square or AutoAttack through the dynamics unrolled to each
+    timestep: success per attack x eps x t, with 95 % intervals.
 
-    Also a transfer attack (made at t=0, evaluated at every t) and sanity checks;
-    failed checks print as WARNING lines. Rerun to resume; works under torchrun.
+    Also a transfer attack (made at t=0, evaluated at every t) and sanity checks; a failed
+    check makes the run "suspect" and the command exit 2 unless attack.allow_suspect=true.
+    attack.also=[square] runs more attacks on the same images. Rerun to resume; works
+    under torchrun.
 
     Example: pcnets attack --eps 0.001,0.004 backbone=efficientnet_lite0
-    pc.decoders=decoders.pt data.split=eval attack.num_images=32
+    pc.decoders=decoders.pt data.split=eval attack.num_images=32 attack.also=[apgd,square]
     """
-    from pcnets.experiments.attack import parse_eps, run_attack, warning_lines
+    from pcnets.experiments.attack import parse_eps, run
     from pcnets.runtime.distributed import cleanup, is_main
 
     values = parse_eps(eps) if eps is not None else None
@@ -49,20 +52,28 @@ def attack(
         out=out,
     )
     try:
-        result = run_attack(cfg)
+        result = run(cfg)
     finally:
         cleanup()
     if not is_main():
         return
     rates = result.metrics[result.metrics["kind"] == "unrolled"]
-    for eps_value, rows in rates.groupby("eps"):
+    for (name, eps_value), rows in rates.groupby(["attack", "eps"], sort=False):
         cells = ", ".join(
-            f"t={int(r.timestep)} {100 * r.success_rate:.1f}%" for r in rows.itertuples()
+            f"t={int(r.timestep)} {100 * r.success_rate:.1f}% "
+            f"[{100 * r.success_low:.0f}, {100 * r.success_high:.0f}]"
+            for r in rows.itertuples()
         )
-        echo(f"eps={eps_value:g}: success {cells} ({int(rows['total'].iloc[0])} images)")
+        echo(f"{name} eps={eps_value:g}: success {cells} ({int(rows['total'].iloc[0])} images)")
     for check in result.checks:
         if check.passed:
             echo(f"check {check.name}: ok")
-    for line in warning_lines(result.checks):
+    for line in result.summary:
         echo(line)
-    echo(f"results: {result.path} (table.md, metrics.csv, *.png)")
+    echo(f"results: {result.path} (table.md, metrics.csv, summary.csv, *.png)")
+    if result.status == "suspect" and not cfg.attack.allow_suspect:
+        failed = ", ".join(c.name for c in result.checks if not c.passed)
+        raise PcnetsError(
+            f"the result is suspect: sanity check(s) {failed} failed (see {result.path}/table.md);"
+            " fix the attack, or set attack.allow_suspect=true to accept it"
+        )

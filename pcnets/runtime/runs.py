@@ -159,8 +159,9 @@ class Run:
             atomic_write(path, text)
         return path
 
-    def finish(self, **extra) -> None:
-        self.provenance(status="finished", **extra)
+    def finish(self, status: str = "finished", **extra) -> None:
+        """Record the run's end: "finished", or e.g. "suspect" when a sanity check failed."""
+        self.provenance(status=status, **extra)
 
 
 def _earlier_sessions(path: Path) -> list[dict]:

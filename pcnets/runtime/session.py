@@ -114,8 +114,9 @@ class Session:
 
     # ---- ending --------------------------------------------------------------------------
 
-    def finish(self, **extra) -> None:
-        """Mark the run folder finished, recording the numerics that made it."""
+    def finish(self, status: str = "finished", **extra) -> None:
+        """Mark the run folder finished (or ``status``, e.g. "suspect"), recording the numerics
+        that made it."""
         if self.run_folder is not None:
-            self.run_folder.finish(numerics=self.numerics.label, **extra)
+            self.run_folder.finish(status=status, numerics=self.numerics.label, **extra)
         distributed.barrier()

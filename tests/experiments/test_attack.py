@@ -11,6 +11,7 @@ from conftest import tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 import pcnets.experiments.attack as attack_module
+import pcnets.experiments.attack.attacks as attacks_module
 from pcnets.cli import app
 from pcnets.config import compose
 from pcnets.errors import PcnetsError
@@ -252,7 +253,7 @@ def test_run_writes_cells_resumes_and_flags_masking(net, tmp_path, monkeypatch):
     def no_attacks(*args, **kw):
         raise AssertionError("a finished run must not attack again")
 
-    monkeypatch.setattr(attack_module, "attack_images", no_attacks)
+    monkeypatch.setattr(attacks_module, "attack_images", no_attacks)
     again = run_attack(_cfg(tmp_path, "honest"), pnet=pnet, dataset=data, progress=False)
     assert again.metrics.equals(m)
     monkeypatch.undo()
@@ -284,11 +285,12 @@ def test_result_checks_on_rows():
         {"kind": "transfer", "eps": 0.01, "timestep": 2, "success_rate": 0.75},
         {"kind": "transfer", "eps": 0.02, "timestep": 2, "success_rate": 0.25},
     ]
-    monotone, transfer = result_checks(pd.DataFrame(rows))
+    monotone, transfer, free = result_checks(pd.DataFrame(rows))
     assert not monotone.passed and "50.0% at eps=0.01 -> 25.0% at eps=0.02" in monotone.detail
     assert not transfer.passed and "eps=0.01 t=2: 50.0% < transfer 75.0%" in transfer.detail
-    monotone, transfer = result_checks(pd.DataFrame(rows), tolerance=0.3)
+    monotone, transfer, free = result_checks(pd.DataFrame(rows), tolerance=0.3)
     assert monotone.passed and transfer.passed
+    assert free.passed and "not run" in free.detail
 
 
 def test_eps_and_settings_are_checked():
@@ -321,7 +323,7 @@ def test_eps_and_settings_are_checked():
         (["--eps=-0.1"], "eps must be in [0, 1]"),
         (["--eps", "2"], "eps must be in [0, 1]"),
         (["--eps", "0.01", "attack.name=cw"], "unknown attack 'cw'"),
-        (["--eps", "0.01", "attack=cw"], "options for attack: base, bim, fgsm, pgd"),
+        (["--eps", "0.01", "attack=cw"], "options for attack: apgd, apgd_t, autoattack, base, bim, fgsm, pgd, square"),
         (["--eps", "0.01", "attack.steps=0"], "attack.steps must be a whole number >= 1"),
     ],
 )

@@ -1,0 +1,134 @@
+"""``classifier(pnet, T)``: the PredictiveNet as a plain nn.Module from [0, 1] images to the
+logits at timestep T, for torchattacks, RobustBench-style benchmarks or any other tool.
+
+Gradients flow through every timestep and through the error-gradient term (double backward
+through the decoders) when they are asked for: the input requires grad and grad mode is on.
+Otherwise the graph-free path runs (nothing kept). With ``checkpoint`` each timestep's graph is
+recomputed during the backward pass instead of stored (activation checkpointing), so the memory of
+an attack step stays nearly flat in T: only the carried states e_n, d_n and g_n of each timestep
+are kept, at the price of one more forward pass per timestep.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pcnets.core.pnet import PredictiveNet, _RunState
+
+# Below this many timesteps the stored graph is small enough that recomputing does not pay.
+CHECKPOINT_FROM = 2
+
+
+class Classifier(nn.Module):
+    """[0, 1] images -> logits at timestep ``timesteps``; always in eval mode, parameters frozen.
+
+    torchattacks puts a model back in the mode it found it in, and nn.Module starts in training
+    mode: ``train()`` is ignored so the backbone's BatchNorm keeps its running statistics.
+    """
+
+    def __init__(self, pnet: PredictiveNet, timesteps: int, checkpoint: bool | None = None):
+        super().__init__()
+        self.pnet = pnet.requires_grad_(False)
+        self.timesteps = int(timesteps)
+        self.checkpoint = self.timesteps >= CHECKPOINT_FROM if checkpoint is None else checkpoint
+        self.train(False)
+
+    def train(self, mode: bool = True) -> Classifier:
+        """Ignore requests for training mode (see the class docstring)."""
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            with torch.no_grad():
+                return self.pnet.run(x, self.timesteps)[-1]
+        if not self.checkpoint or self.timesteps == 0 or self.pnet.random_init:
+            return self.pnet.run(x, self.timesteps, differentiable=True)[-1]
+        return unrolled_checkpointed(self.pnet, x, self.timesteps)
+
+
+def classifier(pnet: PredictiveNet, timesteps: int, checkpoint: bool | None = None) -> Classifier:
+    """The public API of DESIGN.md: ``pnet`` as an nn.Module giving the logits at ``timesteps``.
+
+    ``checkpoint`` (default: on from T = 2) recomputes timesteps in the backward pass instead of
+    storing them; the gradients are the same (tested to 1e-5). A random initial state
+    (pnet.random_init) cannot be redrawn identically, so it always keeps the stored graph."""
+    return Classifier(pnet, timesteps, checkpoint)
+
+
+def unrolled_checkpointed(pnet: PredictiveNet, x: Tensor, timesteps: int) -> Tensor:
+    """The logits at T of ``pnet.run(x, T, differentiable=True)``, each timestep recomputed in
+    the backward pass: the same numbers and input gradients, with only the states between
+    timesteps kept. (torch.utils.checkpoint cannot do this: the error gradient g_n is itself an
+    autograd.grad inside the forward, which would trigger its recomputation.)"""
+    if pnet._state is not None:
+        raise RuntimeError("a run of this PredictiveNet is already in progress")
+    state = _RunState(
+        x=x,
+        hyper=pnet.hyper(),
+        reduction=pnet.error_reduction,
+        differentiable=True,
+        scaling=pnet.gradient_scaling,
+        random_init=False,
+    )
+    if state.scaling and not pnet._windows_ready:
+        pnet.estimate_windows()
+    e0 = pnet.normalize(x)
+    carry: tuple = ()
+    for t in range(timesteps + 1):
+        out = _Timestep.apply(pnet, state, t, t < timesteps, e0, *carry)
+        logits, carry = out[0], out[1:]
+    return logits
+
+
+class _Timestep(torch.autograd.Function):
+    """One timestep as an autograd node that keeps only its inputs and recomputes its graph
+    (backbone, update, decoders, double backward) when the gradient reaches it."""
+
+    @staticmethod
+    def forward(ctx, pnet, state, t, feedback, e0, *carry):
+        ctx.pnet, ctx.state, ctx.t, ctx.feedback = pnet, state, t, feedback
+        ctx.save_for_backward(e0, *[c for c in carry if c is not None])
+        ctx.missing = [c is None for c in carry]
+        with torch.enable_grad():
+            out = _timestep(pnet, state, e0.detach(), t, feedback, *_detached(carry))
+        return tuple(None if o is None else o.detach() for o in out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved = list(ctx.saved_tensors)
+        e0, present = saved[0], iter(saved[1:])
+        carry = [None if gone else next(present) for gone in ctx.missing]
+        inputs = [e0.detach().requires_grad_(True), *_detached(carry, grad=True)]
+        with torch.enable_grad():
+            out = _timestep(ctx.pnet, ctx.state, inputs[0], ctx.t, ctx.feedback, *inputs[1:])
+        pairs = [(o, g) for o, g in zip(out, grads, strict=True) if o is not None and g is not None]
+        wanted = [i for i in inputs if i is not None]
+        found = torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True
+        )
+        found = iter(found)
+        return (None, None, None, None, *[None if i is None else next(found) for i in inputs])
+
+
+def _detached(carry, grad: bool = False) -> list:
+    return [None if c is None else c.detach().requires_grad_(grad) for c in carry]
+
+
+def _timestep(
+    pnet: PredictiveNet, state: _RunState, e0: Tensor, t: int, feedback: bool, *carry
+) -> tuple:
+    """One timestep of PredictiveNet.steps (METHOD.md section 2) from the previous timestep's
+    e_n, d_n and g_n; returns the logits and this timestep's e_n, d_n, g_n."""
+    n = pnet.num_encoders
+    state.t, state.feedback, state.x = t, feedback, e0
+    if carry:
+        state.prev, state.pred, state.grad = (list(carry[k * n : (k + 1) * n]) for k in range(3))
+    state.e, state.new_pred = [None] * n, [None] * n
+    state.new_grad, state.errors = [None] * n, [None] * n
+    pnet._state = state
+    try:
+        logits = pnet.backbone(e0)
+    finally:
+        pnet._state = None
+    return (logits, *state.e, *state.new_pred, *state.new_grad)
