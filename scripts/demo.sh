@@ -37,9 +37,10 @@ stage "4/7 the 19 corruptions, generated on the fly"
 "$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_CORRUPTION_IMAGES:-16}" \
   "corruptions.severities=${DEMO_SEVERITIES:-[3]}" --timesteps "$T" --out "$OUT/eval-corruptions"
 
-stage "5/7 BIM attack through the unrolled dynamics"
-"$PCNETS" attack "${NET[@]}" "${EVAL[@]}" attack=bim "attack.num_images=${DEMO_ATTACK_IMAGES:-4}" attack.checks.num_images=2 \
-  attack.timesteps=[0,2,4] --eps 0.001,0.002,0.004,0.008 --out "$OUT/attack"
+stage "5/7 attacks through the unrolled dynamics: BIM (the paper's), APGD and Square beside it"
+"$PCNETS" attack "${NET[@]}" "${EVAL[@]}" attack=bim "attack.also=${DEMO_ALSO_ATTACKS:-[apgd,square]}" \
+  "attack.queries=${DEMO_SQUARE_QUERIES:-100}" "attack.num_images=${DEMO_ATTACK_IMAGES:-4}" \
+  attack.checks.num_images=2 attack.timesteps=[0,2,4] --eps 0.001,0.002,0.004,0.008 --out "$OUT/attack"
 
 stage "6/7 convergence to clean representations"
 "$PCNETS" manifold "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_MANIFOLD_IMAGES:-16}" \

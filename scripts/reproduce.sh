@@ -23,7 +23,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
     --workers 0 --size 64
   SCALE=(backbone.pretrained=false data.num_classes=2 data.batch_size=4 "backbone.transform={resize:32,crop:32}" train.epochs=1 pc.timesteps=1 device=cpu)
   ATTACK=(attack.eps=[0.01,0.05] attack.timesteps=[0,1] attack.num_images=2 attack.select=any attack.steps=2
-    attack.checks.num_images=1)
+    attack.checks.num_images=1 attack.queries=20 attack.allow_suspect=true)
   ANALYSIS=(manifold.sigmas=[0.5] manifold.timesteps=1 manifold.n_resamples=50 tune.steps=1
     tune.batch_size=2 eval.sigmas=[0,0.5] corruptions.severities=[1,3]
     "corruptions.names=[gaussian_noise,fog]")

@@ -30,7 +30,9 @@ def test_smoke_reproduction_writes_every_run_folder(model, tmp_path):
     out = tmp_path / f"{model}-smoke"
     for stage in STAGES:
         prov = json.loads((out / stage / "provenance.json").read_text())
-        assert prov["status"] == "finished", stage
+        # random weights at smoke scale: a failed attack check (status "suspect") is expected
+        allowed = {"finished", "suspect"} if stage == "attack" else {"finished"}
+        assert prov["status"] in allowed, stage
         assert len(pd.read_csv(out / stage / "metrics.csv")) > 0, stage
     report = (out / "REPORT.md").read_text()
     assert all(stage in report for stage in STAGES)

@@ -1,0 +1,69 @@
+"""Peak memory per image and time per attack step of pcnets.classifier against T, with the
+timesteps' graphs stored or recomputed (checkpoint), for the memory-vs-T table of the attack docs.
+
+    OMP_NUM_THREADS=1 python scripts/attack_memory.py --backbone efficientnet_lite0 --size 128
+    OMP_NUM_THREADS=1 python scripts/attack_memory.py --backbone vgg16 --size 64 --random-weights
+
+One attack step = the logits at T and the input gradient of their cross-entropy (what BIM, PGD
+and APGD do per iteration). Memory: runtime.memory.PeakMemory (CPU: peak RSS above the level
+before the step; CUDA: max allocated), divided by the batch size; the median of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.nn import functional as F
+
+from pcnets import build_pnet
+from pcnets.core.classifier import classifier
+from pcnets.runtime.memory import PeakMemory
+
+
+def step(model, x: torch.Tensor, labels: torch.Tensor) -> None:
+    """One attack step: forward to the logits at T, backward to the input."""
+    xx = x.clone().requires_grad_(True)
+    loss = F.cross_entropy(model(xx), labels)
+    torch.autograd.grad(loss, xx)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--timesteps", default="0,2,4,10")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    pnet = build_pnet(args.backbone, pretrained=not args.random_weights).to(device).eval()
+    x = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    labels = torch.zeros(args.batch, dtype=torch.long, device=device)
+    print(f"{args.backbone} {args.size}px batch {args.batch} on {device}")
+    print("| T | checkpoint | peak MB per image | seconds per step |")
+    print("|---|---|---|---|")
+    for t in (int(v) for v in args.timesteps.split(",")):
+        for checkpoint in (False, True) if t > 0 else (False,):
+            model = classifier(pnet, t, checkpoint=checkpoint)
+            step(model, x, labels)  # warm-up: allocator and kernels
+            peaks, seconds = [], []
+            for _ in range(args.repeats):
+                with PeakMemory(device) as memory:
+                    start = time.perf_counter()
+                    step(model, x, labels)
+                    seconds.append(time.perf_counter() - start)
+                peaks.append(memory.peak / 2**20 / args.batch)
+            print(
+                f"| {t} | {'on' if checkpoint else 'off'} | {statistics.median(peaks):.0f} | "
+                f"{statistics.median(seconds):.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
