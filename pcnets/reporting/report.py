@@ -240,7 +240,9 @@ def _figure_link(fig: Path, run: RunFolder, out: Path, copy: bool) -> str:
 def run_section(run: RunFolder, out: Path, copy_figures: bool = False) -> str:
     """The Markdown of one run: where, how (command, key config), its table and figures."""
     rel = Path(os.path.relpath(run.path.resolve(), out.parent.resolve())).as_posix()
-    unfinished = "" if run.status == "finished" else f" — **{run.status}, not finished**"
+    unfinished = {"finished": "", "suspect": " — **SUSPECT: a sanity check failed**"}.get(
+        run.status, f" — **{run.status}, not finished**"
+    )
     lines = [
         f"### {run.command}: {run.label}{unfinished}",
         "",
@@ -264,9 +266,10 @@ def run_section(run: RunFolder, out: Path, copy_figures: bool = False) -> str:
 
 
 def attack_summary(runs: list[RunFolder]) -> str | None:
-    """Attack success rate per epsilon and timestep per run, when metrics.csv has columns eps,
-    timestep, total and one count of successes (success, successes or fooled); with a "kind"
-    column, only the attacks through the unrolled dynamics (not the transfer rows)."""
+    """Attack success rate per epsilon and timestep per run (and per attack, when metrics.csv
+    has an "attack" column), when metrics.csv has columns eps, timestep, total and one count of
+    successes (success, successes or fooled); with a "kind" column, only the attacks through the
+    unrolled dynamics (not the transfer rows)."""
     rows = []
     for run in runs:
         df = run.metrics
@@ -279,10 +282,12 @@ def attack_summary(runs: list[RunFolder]) -> str | None:
             or not has_columns(df, "eps", "timestep", "total")
         ):
             continue
-        counts = df.groupby(["eps", "timestep"])[[hit, "total"]].sum()
+        keys = ["attack", "eps"] if "attack" in df.columns else ["eps"]
+        counts = df.groupby([*keys, "timestep"])[[hit, "total"]].sum()
         rate = (counts[hit] / counts["total"]).unstack("timestep")
-        for eps, series in rate.iterrows():
-            row = {"run": run.label, "eps": eps}
+        for key, series in rate.iterrows():
+            key = key if isinstance(key, tuple) else (key,)
+            row = {"run": run.label, **dict(zip(keys, key, strict=True))}
             row.update({f"t{int(t)}": v for t, v in series.items()})
             rows.append(row)
     if not rows:

@@ -347,20 +347,35 @@ from pcnets.runtime.distributed import cleanup, is_main
 
 torch.set_num_threads(1)
 pnet, data = attackable_net()
-result = run_attack(torchrun_config(sys.argv[1]), pnet=pnet, dataset=data, progress=False)
+result = run_attack(
+    torchrun_config(sys.argv[1], sys.argv[3]), pnet=pnet, dataset=data, progress=False
+)
 if is_main():
     result.metrics.to_json(sys.argv[2])
 cleanup()
 """
 
 
-def torchrun_config(out: str):
-    """PGD with a random start on 7 images in batches of 2: 4 batches, uneven over 2 processes."""
+TORCHRUN_ATTACKS = {
+    "pgd": ["attack=pgd", "attack.eps=[0.02,0.1]"],
+    "apgd+square": [
+        "attack=apgd",
+        "attack.also=[square]",
+        "attack.queries=50",
+        "attack.steps=5",
+        "attack.eps=[0.05,0.2]",
+        "attack.allow_suspect=true",
+    ],
+}
+
+
+def torchrun_config(out: str, attacks: str = "pgd"):
+    """PGD with a random start (or APGD and Square) on 7 images in batches of 2: 4 batches,
+    uneven over 2 processes."""
     return compose(
         [
             "backbone=efficientnet_lite0",
-            "attack=pgd",
-            "attack.eps=[0.02,0.1]",
+            *TORCHRUN_ATTACKS[attacks],
             "attack.timesteps=[1]",
             "attack.num_images=7",
             "attack.batch_size=2",
@@ -374,20 +389,31 @@ def torchrun_config(out: str):
 
 
 @pytest.mark.slow  # two torchrun processes start in ~40 s on a shared 2-core machine
-def test_torchrun_with_two_processes_gives_the_rows_of_one(net, tmp_path):
+@pytest.mark.parametrize("attacks", sorted(TORCHRUN_ATTACKS))
+def test_torchrun_with_two_processes_gives_the_rows_of_one(net, tmp_path, attacks):
     from pathlib import Path
 
     import pandas as pd
 
     script = tmp_path / "attack.py"
     script.write_text(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent)))
-    torchrun([script, tmp_path / "two", tmp_path / "two.json"], cwd=tmp_path)
+    torchrun([script, tmp_path / "two", tmp_path / "two.json", attacks], cwd=tmp_path)
     two = pd.read_json(tmp_path / "two.json")
     pnet, data = net
     one = run_attack(
-        torchrun_config(str(tmp_path / "one")), pnet=pnet, dataset=data, progress=False
+        torchrun_config(str(tmp_path / "one"), attacks), pnet=pnet, dataset=data, progress=False
     )
-    columns = ["kind", "eps", "timestep", "success", "fooled", "total", "linf_mean", "l2_mean"]
+    columns = [
+        "attack",
+        "kind",
+        "eps",
+        "timestep",
+        "success",
+        "fooled",
+        "total",
+        "linf_mean",
+        "l2_mean",
+    ]
     one_rows = one.metrics[columns].reset_index(drop=True)
     two_rows = two[columns].reset_index(drop=True)
     assert (one_rows["total"] == 7).all()
