@@ -71,8 +71,8 @@ def unrolled_checkpointed(pnet: PredictiveNet, x: Tensor, timesteps: int) -> Ten
         scaling=pnet.gradient_scaling,
         random_init=False,
     )
-    if state.scaling and not pnet._windows_ready:
-        pnet.estimate_windows()
+    if state.scaling:
+        pnet.estimate_windows(tuple(x.shape[-2:]))
     e0 = pnet.normalize(x)
     carry: tuple = ()
     for t in range(timesteps + 1):

@@ -12,11 +12,11 @@ from pcnets.core.classifier import Classifier, classifier
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("reduction", ["per_sample", "batch_mean"])
-def test_recomputed_timesteps_give_the_stored_graph_gradients(reduction):
+@pytest.mark.parametrize(("reduction", "scaling"), [("per_sample", False), ("batch_mean", True)])
+def test_recomputed_timesteps_give_the_stored_graph_gradients(reduction, scaling):
     pnet = tiny_pnet(size=8)
     pnet.set_hyperparameters(beta=0.6, lam=0.2, alpha=0.5)
-    pnet.error_reduction = reduction
+    pnet.error_reduction, pnet.gradient_scaling = reduction, scaling
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     grads, outs = [], []
     for checkpoint in (False, True):
