@@ -13,10 +13,10 @@ from omegaconf import OmegaConf
 
 from pcnets.reporting.attack_figures import attack_figures, pivot
 from pcnets.reporting.attack_verdict import describe_dynamics, verdict
-from pcnets.reporting.report import markdown_table
+from pcnets.reporting.tables import markdown_table, summary_row, write_summary
 from pcnets.runtime.files import atomic_write
 
-__all__ = ["INFO", "attack_table", "describe_dynamics", "verdict", "write_report"]
+__all__ = ["INFO", "attack_table", "describe_dynamics", "render", "summary_rows", "verdict"]
 
 INFO = "attack.json"
 MEMORY_NOTE = (
@@ -26,8 +26,9 @@ MEMORY_NOTE = (
 )
 
 
-def write_report(path: str | Path) -> str:
-    """Write table.md, summary.csv and the figures of an attack run folder; returns table.md."""
+def render(path: str | Path) -> str:
+    """Write table.md, summary.csv and the figures of an attack run folder from its files alone;
+    returns table.md."""
     path = Path(path)
     metrics = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else None
     metrics = metrics if metrics is not None else pd.DataFrame()
@@ -40,21 +41,28 @@ def write_report(path: str | Path) -> str:
     table = attack_table(metrics, checks, selection, info, cfg)
     atomic_write(path / "table.md", table)
     if len(metrics):
-        columns = [
-            "attack",
-            "kind",
-            "eps",
-            "timestep",
-            "success",
-            "fooled",
-            "total",
-            "success_rate",
-            "success_low",
-            "success_high",
-        ]
-        atomic_write(path / "summary.csv", metrics[columns].to_csv(index=False))
+        write_summary(path, summary_rows(metrics))
         attack_figures(path, metrics, cfg.backbone.name)
     return table
+
+
+def summary_rows(metrics: pd.DataFrame) -> list[dict]:
+    """Every rate the table shows, for summary.csv: success through the dynamics and by transfer
+    per attack, eps and timestep, in %, with the 95 % Wilson interval."""
+    names = {"unrolled": "success_rate", "transfer": "transfer_success_rate"}
+    return [
+        summary_row(
+            names[r.kind],
+            100 * r.success_rate,
+            "%",
+            100 * r.success_low,
+            100 * r.success_high,
+            condition=f"{r.attack} eps={r.eps:g}",
+            timestep=int(r.timestep),
+            n=int(r.total),
+        )
+        for r in metrics.itertuples()
+    ]
 
 
 def attack_table(

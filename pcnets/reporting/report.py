@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError
-from pcnets.reporting import corruptions, manifold, noise, tune
+from pcnets.reporting import attack, corruptions, manifold, noise, tune
 from pcnets.reporting.summaries import (
     corruption_summary,
     has_columns,
@@ -344,6 +344,7 @@ def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -
 
 # The commands whose tables, figures and summary.csv can be drawn again from their run folder.
 RENDERERS = {
+    "attack": attack.render,
     "eval-noise": noise.render,
     "eval-corruptions": corruptions.render,
     "manifold": manifold.render,
@@ -362,7 +363,7 @@ def write_report(
     runs = [load_run(p) for p in find_runs(paths)]
     if render:
         for run in runs:
-            if run.command in RENDERERS and run.status == "finished":
+            if run.command in RENDERERS and run.status in ("finished", "suspect"):
                 RENDERERS[run.command](run.path)
         runs = [load_run(run.path) for run in runs]
     out.parent.mkdir(parents=True, exist_ok=True)

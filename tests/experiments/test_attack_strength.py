@@ -82,7 +82,13 @@ def test_success_never_falls_with_eps_image_by_image(net, tmp_path):
     assert m["success_high"].to_numpy() == pytest.approx(high)
     assert {c.name: c.passed for c in result.checks}["monotone_in_eps"]
     summary = pd.read_csv(result.path / "summary.csv")
-    assert len(summary) == len(m) and "success_high" in summary
+    assert len(summary) == len(m)
+    assert set(summary["metric"]) == {"success_rate", "transfer_success_rate"}
+    top = summary[(summary.metric == "success_rate") & (summary.condition == "bim eps=0.5")]
+    row = m[(m.kind == "unrolled") & (m.eps == 0.5)].sort_values("timestep")
+    assert top.sort_values("timestep")["high"].to_numpy() == pytest.approx(
+        100 * row["success_high"].to_numpy()
+    )
     assert "95 % Wilson" in (result.path / "table.md").read_text()
 
 

@@ -29,7 +29,7 @@ from pcnets.experiments.attack.models import FeedforwardModel, unrolled
 from pcnets.experiments.attack.selection import Selection, load_images, shared_selection
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.experiments.attack.values import target_labels
-from pcnets.reporting.attack import INFO, describe_dynamics, write_report
+from pcnets.reporting.attack import INFO, describe_dynamics, render
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.runs import Run, cell_key
@@ -115,7 +115,7 @@ def run(
     }
     if folder.writer:
         atomic_write(folder.path / INFO, json.dumps(info, indent=1))
-        write_report(folder.path)
+        render(folder.path)
     direct = metrics[metrics["kind"] == "unrolled"] if len(metrics) else metrics
     memory = direct.groupby("timestep")["peak_mb_per_image"].max().to_dict() if len(direct) else {}
     session.finish(
