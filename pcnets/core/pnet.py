@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from pcnets.core.decoders import read_decoder_file
 from pcnets.core.dynamics import (
     REDUCTIONS,
     adjoint_predict_and_gradient,
@@ -25,6 +26,7 @@ from pcnets.core.dynamics import (
     pc_update_fused,
     predict_and_gradient,
 )
+from pcnets.core.guards import check_finite, check_timesteps, hyper_tensor
 from pcnets.errors import PcnetsError, suggest
 
 
@@ -156,23 +158,15 @@ class PredictiveNet(nn.Module):
         return len(self.encoder_names)
 
     def set_hyperparameters(self, beta=None, lam=None, alpha=None) -> None:
-        """Set beta, lambda, alpha: scalars, or one value per encoder. Checks 0 <= beta+lam <= 1."""
+        """Set beta, lambda, alpha: scalars, or one value per encoder. Each must be a finite number
+        >= 0, and 0 <= beta + lam <= 1."""
         n = self.num_encoders
         new = {}
         for key, value in (("beta", beta), ("lam", lam), ("alpha", alpha)):
             if value is None:
                 new[key] = getattr(self, key).clone()
                 continue
-            t = torch.as_tensor(value, dtype=torch.float32).flatten()
-            if t.numel() == 1:
-                t = t.repeat(n)
-            if t.numel() != n:
-                raise PcnetsError(
-                    f"{key} needs one value or {n} values (one per encoder), got {t.numel()}"
-                )
-            if (t < 0).any():
-                raise PcnetsError(f"{key} must be >= 0, got {t.tolist()}")
-            new[key] = t
+            new[key] = hyper_tensor(key, value, n)
         lam_eff = new["lam"].clone()
         lam_eff[-1] = 0.0  # the top encoder has no feedback: its lambda is ignored
         total = new["beta"] + lam_eff
@@ -244,15 +238,15 @@ class PredictiveNet(nn.Module):
 
         Without ``differentiable`` nothing keeps an autograd graph, and nothing outlives a timestep
         that the next one does not need (predictions after the last timestep are skipped unless
-        ``errors`` asks for them). ``states`` keeps e_n(t) in each Step for analysis.
+        ``errors`` asks for them). ``states`` keeps e_n(t) in each Step for analysis. Non-finite
+        logits stop the run with a PcnetsError naming the timestep and the first bad encoder.
         """
         reduction = error_reduction or self.error_reduction
         if reduction not in REDUCTIONS:
             raise PcnetsError(
                 f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}"
             )
-        if timesteps < 0:
-            raise PcnetsError(f"timesteps must be >= 0, got {timesteps}")
+        check_timesteps(timesteps)
         if self._state is not None:
             raise RuntimeError("a run of this PredictiveNet is already in progress")
         if len(self.decoders) != self.num_encoders:
@@ -288,6 +282,7 @@ class PredictiveNet(nn.Module):
                 with grad_mode:
                     logits = self.backbone(e0)
                 self._state = None
+                check_finite(logits, state.e, t, self.encoder_names)
                 step = Step(
                     t,
                     logits,
@@ -476,18 +471,7 @@ class PredictiveNet(nn.Module):
 
     def load_decoders(self, path: str | Path) -> dict:
         """Load a decoder file written by save_decoders (or `pcnets import-decoders`)."""
-        path = Path(path)
-        if not path.is_file():
-            raise PcnetsError(f"decoder file not found: {path}")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear line
-            raise PcnetsError(f"cannot read decoder file {path}: {exc}") from None
-        if not isinstance(ckpt, dict) or ckpt.get("format") != "pcnets-decoders-v1":
-            raise PcnetsError(
-                f"{path} is not a pcnets decoder file; convert the authors' files with "
-                "`pcnets import-decoders`"
-            )
+        ckpt = read_decoder_file(path)
         if ckpt["backbone"] != self.name or list(ckpt["encoders"]) != self.encoder_names:
             raise PcnetsError(
                 f"{path} holds decoders for backbone {ckpt['backbone']!r} with encoders "
@@ -495,7 +479,7 @@ class PredictiveNet(nn.Module):
             )
         try:
             self.decoders.load_state_dict(ckpt["decoders"])
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError) as exc:
             raise PcnetsError(
                 f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}"
             ) from None

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
 from pcnets.core.dynamics import prediction_error
+from pcnets.core.files import load_data_file
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.errors import PcnetsError, suggest
@@ -328,12 +329,7 @@ def read_checkpoint(path: Path, pnet: PredictiveNet, run_hash: str) -> dict | No
     """The checkpoint at `path` (None if there is none), checked against this network and config."""
     if not path.is_file():
         return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear line
-        raise PcnetsError(
-            f"cannot read checkpoint {path}: {exc}; delete it to start over"
-        ) from None
+    ckpt = load_data_file(path, "checkpoint", "delete it to start over")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise PcnetsError(f"{path} is not a pcnets training checkpoint; delete it to start over")
     if ckpt["backbone"] != pnet.name or list(ckpt["encoders"]) != pnet.encoder_names:
