@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from pcnets.config import compose
 from pcnets.errors import PcnetsError
+from pcnets.runtime.failures import guarded as closing_runs
 
 app = typer.Typer(
     name="pcnets",
@@ -37,7 +38,7 @@ def command(name: str, on: typer.Typer | None = None, **kwargs) -> Callable:
         @functools.wraps(fn)
         def guarded(*args, **kw):
             try:
-                return fn(*args, **kw)
+                return closing_runs(fn, *args, **kw)
             except PcnetsError as err:
                 typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(2) from None

@@ -4,11 +4,13 @@
         config.yaml      the resolved config
         provenance.json  versions, git revision, hardware, command line, times, status
         cells.jsonl      one line per finished cell (the resume log; append-only, fsynced)
+        .lock            held by the process computing into the folder (runtime.locks)
         metrics.csv      every finished cell's rows, long format
         table.md, *.png  what the command makes of them
 
 The folder name is the config's hash, so re-running the same command with the same config finds
-its finished cells and skips them. Under torchrun only rank 0 writes.
+its finished cells and skips them. Under torchrun only rank 0 writes. A run that ends without
+finishing says "interrupted" or "failed" in provenance.json (runtime.failures).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pcnets.config import config_hash
 from pcnets.errors import PcnetsError
+from pcnets.runtime import failures, locks
+from pcnets.runtime.cells import CELLS, append_cell, read_cells
 from pcnets.runtime.distributed import is_main
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.provenance import environment
@@ -77,7 +81,8 @@ class Run:
     # ---- the folder ------------------------------------------------------------------------
 
     def _open(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
+        locks.acquire(self.path)
         cfg_file = self.path / "config.yaml"
         text = OmegaConf.to_yaml(self.cfg, resolve=True)
         if cfg_file.exists():
@@ -88,22 +93,23 @@ class Run:
                 )
         else:
             atomic_write(cfg_file, text)
-        self._cells = self._read_cells()
+        self._cells = read_cells(self.path / CELLS)
         self._earlier = _earlier_sessions(self.path / "provenance.json")
         self.provenance(status="running")
+        failures.track(self)
 
-    def _read_cells(self) -> dict[str, list[dict]]:
-        cells: dict[str, list[dict]] = {}
-        log = self.path / "cells.jsonl"
-        if not log.exists():
-            return cells
-        for line in log.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by an interruption: that cell is simply redone
-            cells[entry["cell"]] = entry["rows"]
-        return cells
+    def _make_folder(self) -> None:
+        """Create the folder, or one line when --out is a file or a folder one cannot write."""
+        if self.path.exists() and not self.path.is_dir():
+            raise PcnetsError(f"--out {self.path} is a file, not a folder: choose a folder path")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise PcnetsError(f"--out {self.path}: a part of this path is a file") from None
+        except PermissionError:
+            raise PcnetsError(f"--out {self.path}: cannot create it (permission denied)") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise PcnetsError(f"--out {self.path} is not writable: choose another folder")
 
     def provenance(self, status: str, **extra) -> None:
         if not self.writer:
@@ -141,10 +147,7 @@ class Run:
         self._cells[key] = rows
         if not self.writer:
             return
-        with open(self.path / "cells.jsonl", "a") as fh:
-            fh.write(json.dumps({"cell": key, "rows": rows}, default=float) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_cell(self.path / CELLS, key, rows)
         atomic_write(self.path / "metrics.csv", self.metrics().to_csv(index=False))
 
     def metrics(self) -> pd.DataFrame:
@@ -161,7 +164,16 @@ class Run:
 
     def finish(self, status: str = "finished", **extra) -> None:
         """Record the run's end: "finished", or e.g. "suspect" when a sanity check failed."""
-        self.provenance(status=status, **extra)
+        self.close(status, **extra)
+
+    def close(self, status: str, **extra) -> None:
+        """End this session of the run: provenance says ``status``, the lock is released."""
+        try:
+            self.provenance(status=status, **extra)
+        finally:
+            failures.untrack(self)
+            if self.writer:
+                locks.release(self.path)
 
 
 def _earlier_sessions(path: Path) -> list[dict]:
