@@ -14,9 +14,10 @@ from pathlib import Path, PurePosixPath
 
 import torch
 from omegaconf import DictConfig
-from PIL import Image
 from torch.utils.data import Dataset
 
+from pcnets.data.classes import class_labels
+from pcnets.data.images import apply_policy, open_rgb
 from pcnets.errors import PcnetsError, suggest
 
 KINDS = ("folder", "synthetic")
@@ -89,7 +90,8 @@ def _root(data_cfg: DictConfig) -> Path:
 
 
 def _scan(root: Path, folder: str, num_classes: int | None) -> list[tuple[str, int]]:
-    """(path relative to root, label) for every image under root/folder/<wnid>/, checked first."""
+    """(path relative to root, label) for every image under root/folder/<wnid>/, checked first;
+    labels are ImageNet indices for wnid folders (data.classes)."""
     split_dir = root / folder
     if not split_dir.is_dir():
         raise PcnetsError(
@@ -103,13 +105,9 @@ def _scan(root: Path, folder: str, num_classes: int | None) -> list[tuple[str, i
             f"{split_dir} holds images directly, not class folders <wnid>/<image>: sort them "
             "into class folders (torchvision.datasets.ImageNet(root, split=...) does it)"
         )
-    if num_classes is not None and len(classes) != num_classes:
-        raise PcnetsError(
-            f"{split_dir} has {len(classes)} class folders, but data.num_classes={num_classes}: "
-            "point data.root at a full copy or set data.num_classes"
-        )
+    labels = class_labels(split_dir, classes, num_classes)
     samples, empty = [], []
-    for label, wnid in enumerate(classes):
+    for label, wnid in zip(labels, classes, strict=True):
         with os.scandir(split_dir / wnid) as entries:
             files = sorted(e.name for e in entries if e.is_file() and _is_image(e.name))
         if not files:
@@ -153,7 +151,12 @@ def _folder_items(data_cfg: DictConfig, split: str) -> tuple[Path, list[tuple[st
     keys = [key for key, _ in scanned]
     labels = [label for _, label in scanned]
     order = select_indices(keys, labels, effective_split(data_cfg, split), _limit(data_cfg))
-    return root, [scanned[i] for i in order]
+    items = [scanned[i] for i in order]
+    if not _cfg(data_cfg, "check_images", True):
+        return root, items
+    policy = str(_cfg(data_cfg, "on_bad_image", "stop"))
+    skip = apply_policy(root, [key for key, _ in items], policy)
+    return root, [item for item in items if item[0] not in skip]
 
 
 def dataset_samples(data_cfg: DictConfig, split: str = "val") -> list[tuple[str, int]]:
@@ -182,8 +185,7 @@ class ImageFiles(Dataset):
         return len(self.keys)
 
     def __getitem__(self, index: int):
-        with Image.open(self.root / self.keys[index]) as img:
-            image = img.convert("RGB")
+        image = open_rgb(self.root / self.keys[index])
         return (self.transform(image) if self.transform else image), self.targets[index]
 
 

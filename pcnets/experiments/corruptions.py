@@ -14,6 +14,7 @@ from torchvision.transforms import functional as TF
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import ImageFiles, WithIndex, dataset_samples, effective_split, select_indices
+from pcnets.data.classes import class_labels
 from pcnets.data.imagenet_c import ImageNetCFolder, cell_dataset, check_config
 from pcnets.errors import PcnetsError
 from pcnets.experiments.cells import (
@@ -82,7 +83,7 @@ def _class_index(cfg: DictConfig, first_cell: Path) -> dict[str, int]:
         val = Path(str(data.root)).expanduser() / str(folders.get("val", "val"))
         if val.is_dir():
             wnids = sorted(e.name for e in os.scandir(val) if e.is_dir() and e.name[0] != ".")
-            return {w: i for i, w in enumerate(wnids)}
+            return dict(zip(wnids, class_labels(val, wnids, None), strict=True))
     wnids = sorted(e.name for e in os.scandir(first_cell) if e.is_dir() and e.name[0] != ".")
     expected = data.get("num_classes")
     if expected is not None and len(wnids) != int(expected):
@@ -91,7 +92,7 @@ def _class_index(cfg: DictConfig, first_cell: Path) -> dict[str, int]:
             "its labels are unknown: set data.root to the clean ImageNet (its val class folders "
             "give the labels) or data.num_classes"
         )
-    return {w: i for i, w in enumerate(wnids)}
+    return dict(zip(wnids, class_labels(first_cell, wnids, None), strict=True))
 
 
 def _folder_cell(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from pcnets.data.images import skipped_note
 from pcnets.errors import PcnetsError
 from pcnets.metrics import (
     ALEXNET_ERR,
@@ -215,6 +216,6 @@ def render(path: str | Path) -> list[str]:
         st["relative"][0],
         n,
     )
-    atomic_write(path / "table.md", "\n".join(lines))
+    atomic_write(path / "table.md", "\n".join(lines) + skipped_note())
     write_summary(path, summary_rows(st))
     return summary

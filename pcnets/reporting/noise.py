@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from pcnets.data.images import skipped_note
 from pcnets.data.noise import check_noise_space
 from pcnets.errors import PcnetsError
 from pcnets.metrics import bootstrap_means, percentile_interval
@@ -146,7 +147,7 @@ def render(path: str | Path) -> list[str]:
         "",
     ]
     _figure(path / "noise_accuracy.png", cfg, stats, n, pct, space)
-    atomic_write(path / "table.md", "\n".join(lines))
+    atomic_write(path / "table.md", "\n".join(lines) + skipped_note())
     write_summary(path, summary_rows(stats))
     return summary
 

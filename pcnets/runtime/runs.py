@@ -25,6 +25,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.config import config_hash
+from pcnets.data.images import skipped_images, skipped_note
 from pcnets.errors import PcnetsError
 from pcnets.runtime import failures, locks
 from pcnets.runtime.cells import CELLS, append_cell, read_cells
@@ -131,6 +132,9 @@ class Run:
             "environment": environment(),
             **extra,
         }
+        skipped = skipped_images()
+        if skipped:  # data.on_bad_image=skip: counts never change silently
+            info["skipped_images"] = {"count": len(skipped), "files": skipped}
         atomic_write(self.path / "provenance.json", json.dumps(info, indent=2, default=str))
 
     # ---- cells -----------------------------------------------------------------------------
@@ -158,6 +162,8 @@ class Run:
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.path / name
+        if name == "table.md":
+            text += skipped_note()
         if self.writer:
             atomic_write(path, text)
         return path
