@@ -55,9 +55,12 @@ def report(
     render: bool = typer.Option(
         False, "--render", help="Draw each run's tables, figures, summary.csv again from its files."
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at a broken run folder instead of skipping it."
+    ),
 ) -> None:
     """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
     from pcnets.reporting.report import write_report
 
-    path, runs = write_report(paths, out, copy_figures, render)
+    path, runs = write_report(paths, out, copy_figures, render, strict)
     echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")

@@ -48,15 +48,22 @@ def fetch_sample(
 @command(on=data_app, name="check")
 def check(
     split: str = typer.Option("val", "--split", help="ImageNet split to read: train or val."),
+    deep: bool = typer.Option(
+        False, "--deep", help="Also decode every image; unreadable ones are listed (exit 2)."
+    ),
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
-    """Check the configured dataset (folders, classes) and print its size after split and limit."""
+    """Check the configured dataset (folders, classes) and print its size after split and limit.
+
+    Without --deep no image is opened; with it, every image is decoded as a run would."""
     from pcnets.data import build_dataset, effective_split
 
-    data = compose_cli(overrides).data
+    first_class = {"data.check_images": deep, "data.on_bad_image": "stop" if deep else None}
+    data = compose_cli(overrides, **first_class).data
     dataset = build_dataset(data, transform=None, split=split)
     where = getattr(dataset, "root", data.kind)
     echo(
         f"{len(dataset)} images of {len(set(dataset.targets))} classes from {where} "
         f"({split}, split={effective_split(data, split)}, limit={data.get('limit')})"
+        + (", every image readable" if deep else "")
     )

@@ -4,16 +4,18 @@ every run's table.md and figures with the command and the key config that made i
 Only files are read (provenance.json, config.yaml, metrics.csv, summary.csv, table.md, *.png,
 hyper.json), so re-running the report after more runs finish updates it without rerunning
 anything; the summary tables take their numbers from each run's summary.csv. A folder that looks
-like a run folder but lacks or garbles one of the three required files stops the report with a
-PcnetsError naming the folder and the file.
+like a run folder but lacks or garbles one of the three required files is skipped with a one-line
+warning naming the folder and the file (strict: it stops the report).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ from pcnets.runtime.files import atomic_write
 COMMAND_ORDER = ("train-feedback", "eval-noise", "eval-corruptions", "attack", "tune", "manifold")
 REQUIRED = ("provenance.json", "config.yaml", "metrics.csv")
 MARKERS = (*REQUIRED, "cells.jsonl")
+COUNT_COLUMNS = {"timestep", "correct", "total", "success", "images"}
+SAFE_NAME = re.compile(r"[\w.-]+")
 # The config groups that describe each command's own settings (beside backbone, pc and data).
 COMMAND_GROUPS = {
     "train-feedback": ("train",),
@@ -110,6 +114,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for given in paths:
         root = Path(given)
+        if root.is_file():
+            raise PcnetsError(
+                f"{root} is a file; give run folders or a results root (the folder holding them)"
+            )
         if not root.is_dir():
             raise PcnetsError(f"{root}: no such folder; give run folders or a results root")
         if _is_run_folder(root):
@@ -162,6 +170,7 @@ def load_run(path: str | Path) -> RunFolder:
         metrics = pd.read_csv(path / "metrics.csv")
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise _corrupt(path, f"metrics.csv cannot be read ({str(exc).splitlines()[0]})") from None
+    _check_metrics(path, metrics)
     table = (path / "table.md").read_text() if (path / "table.md").is_file() else None
     hyper = None
     if (path / "hyper.json").is_file():
@@ -171,6 +180,36 @@ def load_run(path: str | Path) -> RunFolder:
             raise _corrupt(path, f"hyper.json is not valid JSON ({exc})") from None
     figures = sorted(path.glob("*.png"))
     return RunFolder(path, prov, cfg, metrics, table, figures, hyper)
+
+
+def _check_metrics(path: Path, metrics: pd.DataFrame) -> None:
+    """metrics.csv must hold rows of numbers where counts are expected: a garbled file is refused
+    here, before its table.md is reported."""
+    if metrics.empty or any(str(c).startswith("Unnamed") for c in metrics.columns):
+        raise _corrupt(path, "metrics.csv has no rows or unnamed columns")
+    for col in COUNT_COLUMNS.intersection(metrics.columns):
+        values = pd.to_numeric(metrics[col], errors="coerce")
+        if values.isna().any() or not np.isfinite(values).all() or (values < 0).any():
+            raise _corrupt(path, f"metrics.csv column {col!r} holds non-numbers or negatives")
+    if {"correct", "total"} <= set(metrics.columns):
+        if (metrics["correct"] > metrics["total"]).any():
+            raise _corrupt(path, "metrics.csv counts more correct images than images")
+
+
+def load_runs(paths: Iterable[str | Path], strict: bool = False) -> list[RunFolder]:
+    """The readable run folders under ``paths``; a broken one is skipped with a one-line warning
+    on stderr, or stops the report when ``strict``."""
+    runs = []
+    for path in find_runs(paths):
+        try:
+            runs.append(load_run(path))
+        except PcnetsError as err:
+            if strict:
+                raise
+            print(f"warning: skipped {err} (--strict stops instead)", file=sys.stderr)
+    if not runs:
+        raise PcnetsError("no readable run folder to report; the warnings above say why")
+    return runs
 
 
 def _order(run: RunFolder) -> tuple:
@@ -226,15 +265,23 @@ def _demote(markdown: str, levels: int = 3) -> str:
 
 
 def _figure_link(fig: Path, run: RunFolder, out: Path, copy: bool) -> str:
-    if copy:
+    if copy:  # every part read from a file is one plain name: nothing leaves the figures folder
         h = run.provenance.get("config_hash") or run.path.name
-        target = out.parent / f"{out.stem}_figures" / run.command / run.backbone / h / fig.name
+        folder = out.parent / f"{out.stem}_figures"
+        parts = [_plain_name(p, run.path.name) for p in (run.command, run.backbone, h)]
+        target = folder.joinpath(*parts, fig.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(fig, target)
     else:
         target = fig
     rel = os.path.relpath(target.resolve(), out.parent.resolve())
     return Path(rel).as_posix()
+
+
+def _plain_name(value: str, fallback: str) -> str:
+    """``value`` when it is a plain file name (letters, digits, . _ -, not '.' or '..')."""
+    value = str(value)
+    return value if SAFE_NAME.fullmatch(value) and value not in (".", "..") else fallback
 
 
 def run_section(run: RunFolder, out: Path, copy_figures: bool = False) -> str:
@@ -353,14 +400,22 @@ RENDERERS = {
 
 
 def write_report(
-    paths: Iterable[str | Path], out: str | Path, copy_figures: bool = False, render: bool = False
+    paths: Iterable[str | Path],
+    out: str | Path,
+    copy_figures: bool = False,
+    render: bool = False,
+    strict: bool = False,
 ) -> tuple[Path, list[RunFolder]]:
     """Find, check and read the run folders under ``paths`` and write the report to ``out``;
     with ``render``, first draw every run's tables, figures and summary.csv again from its files
     (no model is built). Every folder is checked before anything is written, so a corrupt one
     leaves no half report."""
     out = Path(out)
-    runs = [load_run(p) for p in find_runs(paths)]
+    if out.is_dir():
+        raise PcnetsError(
+            f"--out {out} is a folder; give the report's file, e.g. {out / 'report.md'}"
+        )
+    runs = load_runs(paths, strict)
     if render:
         for run in runs:
             if run.command in RENDERERS and run.status in ("finished", "suspect"):

@@ -50,17 +50,3 @@ def release(folder: Path) -> None:
     if fh is not None:
         fh.close()
 
-
-def held(folder: Path) -> bool:
-    """Whether some process (this one included) holds the lock on ``folder`` right now."""
-    if folder.resolve() in _HELD:
-        return True
-    try:
-        with open(folder / LOCK_FILE) as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
-    except OSError:
-        return False

@@ -111,7 +111,7 @@ def test_a_corrupt_run_folder_is_named_in_one_clear_error(root, tmp_path, damage
     damage(bad)
     out = tmp_path / "REPORT.md"
     with pytest.raises(PcnetsError, match=re.escape(message)) as err:
-        write_report([root], out)
+        write_report([root], out, strict=True)
     assert f"corrupt run folder {bad}" in str(err.value)
     assert not out.exists()  # no half report
 
@@ -124,7 +124,7 @@ def test_the_command_line_reports_and_fails_with_exit_2(root, tmp_path):
     )
     assert ok.exit_code == 0 and "2 run folders" in ok.output
     (root / "tune" / "vgg16" / "ddd" / "metrics.csv").unlink()
-    bad = runner.invoke(app, ["report", str(root), "--out", str(out)])
+    bad = runner.invoke(app, ["report", str(root), "--out", str(out), "--strict"])
     assert bad.exit_code == 2
     assert "metrics.csv is missing" in bad.output and "ddd" in bad.output
     empty = tmp_path / "empty"
