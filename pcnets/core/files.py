@@ -67,7 +67,9 @@ def _unreadable(path: Path, what: str, exc: Exception, remedy: str) -> str:
     text = str(exc)
     if "WeightsUnpickler error:" in text:  # torch's own reason, after a paragraph of advice
         text = text.split("WeightsUnpickler error:", 1)[1]
-    first = (text.strip().splitlines() or [type(exc).__name__])[0].strip()
+    first = (text.strip().splitlines() or [""])[0].strip()
+    if not isinstance(exc, pickle.UnpicklingError):
+        first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return f"{what}: cannot read {path} ({first}): it is damaged or not a torch file; {remedy}"
 
 
