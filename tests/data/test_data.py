@@ -243,7 +243,8 @@ def test_fetch_sample_from_a_loopback_server_builds_the_layout(served_zip, tmp_p
     assert sizes == [(341, 256), (256, 655), (384, 256)]
     assert not list(dest.parent.glob(".*"))  # no temp file or staging folder left behind
     cfg = data_cfg("imagenet_sample", root=str(dest), num_classes=3)
-    assert [label for _, label in data.dataset_samples(cfg)] == [0, 1, 2]
+    # a class subset keeps ImageNet's indices: toilet tissue is class 999, not 2
+    assert [label for _, label in data.dataset_samples(cfg)] == [0, 1, 999]
     offline = tmp_path / "offline" / "imagenet-sample"
     assert data.fetch_sample(offline, "unused", archive=tmp_path / "site" / "master.zip") == 3
     assert Image.open(offline / files[0]).size == (341, 256)
