@@ -49,4 +49,3 @@ def release(folder: Path) -> None:
     fh = _HELD.pop(folder.resolve(), None)
     if fh is not None:
         fh.close()
-
