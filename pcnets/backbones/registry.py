@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from pcnets.config import compose, options
-from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs
+from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs, report_quality
 from pcnets.core.files import load_data_file
 from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
@@ -245,7 +245,7 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
     if pc.get("hyper"):
         pnet.set_hyperparameters(**load_hyper(pc.hyper, pnet))
     if pc.get("decoders"):
-        pnet.load_decoders(pc.decoders)
+        report_quality(pc.decoders, pnet.load_decoders(pc.decoders))
     return pnet
 
 

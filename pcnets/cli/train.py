@@ -21,21 +21,23 @@ def train_feedback(
 ) -> None:
     """Train the feedback decoders of a frozen backbone; rerun the same command to resume.
 
-    Recipes: train=sgd (PVGG16), train=rmsprop (PEfficientNetB0), train=demo (small, CPU).
-    Many GPUs: torchrun --nproc_per_node=K -m pcnets train-feedback ...
+    Recipes: train=sgd (PVGG16), train=rmsprop (PEfficientNetB0), train=demo (Lite0 on the
+    sample, ridge least squares). Solvers: train.solver=sgd (the optimizer loop, any decoder) or
+    lstsq (closed form, linear decoders). Many GPUs: torchrun --nproc_per_node=K -m pcnets ...
     """
-    from pcnets.experiments.train import TrainingInterrupted, is_rank_zero
-    from pcnets.experiments.train import train_feedback as train
+    from pcnets.experiments.train import TrainingInterrupted, is_rank_zero, run
 
     cfg = compose_cli(overrides, **{"train.epochs": epochs, "device": device, "out": out})
     try:
-        path = train(cfg)
+        result = run(cfg)
     except TrainingInterrupted as stop:
         if is_rank_zero():
             typer.secho(str(stop), err=True)
         raise typer.Exit(130) from None
     if is_rank_zero():
-        echo(f"decoders: {path}")
+        for line in result.summary:
+            echo(line)
+        echo(f"decoders: {result.extra['decoders']}")
 
 
 @command("import-decoders")

@@ -3,6 +3,8 @@ reading decoder files."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,3 +85,47 @@ def read_decoder_file(path: str | Path) -> dict:
             "by pcnets; re-make it with `pcnets train-feedback` or `pcnets import-decoders`"
         )
     return ckpt
+
+
+def r2_line(r2: list[float]) -> str:
+    """Held-out R^2 per decoder in one line: 'held-out R^2 per decoder 1..N: 0.99 0.91 ...'."""
+    return f"held-out R^2 per decoder 1..{len(r2)}: " + " ".join(f"{v:.3f}" for v in r2)
+
+
+def r2_warnings(r2: list[float]) -> list[str]:
+    """One line for each decoder whose held-out R^2 is at or below 0 (METHOD.md section 5): what it
+    means and what to do. Decoder n predicts e_{n-1}; lambda_{n-1} feeds that prediction back."""
+    lines = []
+    for n, v in enumerate(r2, start=1):
+        if v > 0:
+            continue
+        if n == 1:
+            effect = "the image worse than a constant map, so its error gradient pushes encoder 1"
+            fix = "set encoder 1's alpha to 0"
+        else:
+            effect = (
+                f"encoder {n - 1} worse than a constant map, so its feedback pulls encoder {n - 1}"
+            )
+            fix = f"set encoder {n - 1}'s lambda to 0 (entry {n - 1} of pc.lam)"
+        lines.append(
+            f"warning: decoder {n} has held-out R^2 {v:.3f} <= 0: it predicts {effect} towards a "
+            f"wrong value; train it longer (or with train.solver=lstsq), or {fix}"
+        )
+    return lines
+
+
+def report_quality(path: str | Path, meta: dict) -> None:
+    """Print a decoder file's held-out R^2 per decoder in one line (stderr, rank 0 only) and one
+    warning line for each decoder at or below 0. Every command that loads decoders comes here
+    (backbones.registry.apply_pc_config)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    r2 = meta.get("heldout_r2")
+    if r2 is None:
+        print(
+            f"decoders {path}: held-out R^2 not recorded (an older or imported file)",
+            file=sys.stderr,
+        )
+        return
+    for line in [f"decoders {path}: {r2_line(list(r2))}", *r2_warnings(list(r2))]:
+        print(line, file=sys.stderr)
