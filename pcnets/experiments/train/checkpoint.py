@@ -128,3 +128,25 @@ def write_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def training_state(tr, epoch: int, step: int, partial: tuple) -> dict:
+    """What a checkpoint of the run `tr` (loop.Training) holds after `epoch` finished epochs and
+    `step` batches of the next, with that epoch's running sums."""
+    sched = tr.scheduler.state_dict() if tr.scheduler is not None else None
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "backbone": tr.pnet.name,
+        "encoders": tr.pnet.encoder_names,
+        "config_hash": tr.session.run_folder.hash,
+        "epoch": epoch,
+        "step": step,
+        "partial": (partial[0].tolist(), int(partial[1])),
+        "history": tr.history,
+        "timing": tr.timing,
+        "best": vars(tr.best),
+        "decoders": tr.pnet.decoders.state_dict(),
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": sched,
+        "rng": rng_state(),
+    }

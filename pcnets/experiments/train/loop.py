@@ -19,11 +19,10 @@ from tqdm import tqdm
 from pcnets.core.pnet import PredictiveNet
 from pcnets.experiments.train.checkpoint import (
     CHECKPOINT,
-    CHECKPOINT_FORMAT,
     StopRequest,
     TrainingInterrupted,
-    rng_state,
     set_rng_state,
+    training_state,
     write_checkpoint,
 )
 from pcnets.experiments.train.data import Features, epoch_order
@@ -74,30 +73,10 @@ class Training:
         self.ckpt_path = session.path / CHECKPOINT
         self.say = tqdm.write if is_main() else (lambda msg: None)
 
-    # ---- checkpoints ---------------------------------------------------------------------
-
     def save(self, epoch: int, step: int, partial: tuple[Tensor, int]) -> None:
         """Checkpoint after `epoch` finished epochs and `step` batches of the next (rank 0 only)."""
-        if not is_main():
-            return
-        sched = self.scheduler.state_dict() if self.scheduler is not None else None
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "backbone": self.pnet.name,
-            "encoders": self.pnet.encoder_names,
-            "config_hash": self.session.run_folder.hash,
-            "epoch": epoch,
-            "step": step,
-            "partial": (partial[0].tolist(), int(partial[1])),
-            "history": self.history,
-            "timing": self.timing,
-            "best": vars(self.best),
-            "decoders": self.pnet.decoders.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": sched,
-            "rng": rng_state(),
-        }
-        write_checkpoint(self.ckpt_path, state)
+        if is_main():
+            write_checkpoint(self.ckpt_path, training_state(self, epoch, step, partial))
 
     def restore(self, ckpt: dict) -> tuple[int, int, tuple[Tensor, int]]:
         """Load a checkpoint; (finished epochs, batches done in the next one, its running sums)."""

@@ -9,15 +9,12 @@ the decoders), so K processes and one process see the same global batches.
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from pcnets.core.decoders import r2_line
 from pcnets.core.pnet import PredictiveNet
@@ -29,23 +26,22 @@ from pcnets.experiments.train.checkpoint import (
     read_checkpoint,
 )
 from pcnets.experiments.train.data import Features, training_data
-from pcnets.experiments.train.loop import Split, Training, speed
-from pcnets.experiments.train.lstsq import LeastSquares
+from pcnets.experiments.train.finish import DECODERS, finish
+from pcnets.experiments.train.loop import Split, Training
 from pcnets.experiments.train.recipe import check_recipe, global_batch, run_config
-from pcnets.reporting.train import write_outputs
+from pcnets.experiments.train.solve import solve_epoch
 from pcnets.runtime.distributed import (
     cleanup,
     init_distributed,
     is_main,
     rank,
-    shard_indices,
     world_size,
 )
 from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result, Session, command_device
 
 COMMAND = "train-feedback"
-DECODERS = "decoders.pt"
+__all__ = ["COMMAND", "DECODERS", "is_rank_zero", "run", "train_feedback"]
 
 
 def train_feedback(
@@ -145,7 +141,7 @@ def _run(cfg: DictConfig, pnet: PredictiveNet | None, stop_after: int | None) ->
             tr.finish_epoch(0, rows)
             tr.say(f"epoch 0 (before training): {r2_line([r['r2'] for r in rows])}")
         if solver == "lstsq" and 1 not in tr.history:
-            solve_epoch(tr)
+            solve_epoch(tr, stop)
         for epoch in range(done + 1, tr.epochs + 1) if solver == "sgd" else ():
             if tr.stopped_early():
                 tr.say(
@@ -161,90 +157,3 @@ def _run(cfg: DictConfig, pnet: PredictiveNet | None, stop_after: int | None) ->
                     "rerun the same command to resume"
                 )
     return finish(session, tr)
-
-
-def solve_epoch(tr: Training) -> None:
-    """train.solver=lstsq: one pass over the training features, the ridge fit, held-out rows."""
-    lcfg = tr.cfg.train.get("lstsq") or {}
-    max_rows = lcfg.get("max_rows")
-    ridges = [float(r) for r in (lcfg.get("ridges") or [1e-6, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0])]
-    ridge = lcfg.get("ridge")
-    fit = LeastSquares(tr.pnet.decoders, max_rows, int(tr.cfg.seed), int(lcfg.get("fold") or 5))
-    ids = tr.split.train_idx
-    mine = [ids[i] for i in shard_indices(len(ids), rank(), world_size())]
-    started, waited = time.perf_counter(), tr.split.train.wait_s
-    batches = tr.split.train.batches(mine, tr.local_batch)
-    total = math.ceil(len(mine) / tr.local_batch)
-    for feats in tqdm(batches, total=total, desc="normal equations", disable=not is_main()):
-        fit.add(feats)
-    fits = fit.solve(ridges, None if ridge is None else float(ridge))
-    timing = speed(len(ids), time.perf_counter() - started, tr.split.train.wait_s - waited)
-    rows = tr.rows(
-        1,
-        "train",
-        [f.train_mse for f in fits],
-        len(ids),
-        r2=[f.train_r2 for f in fits],
-        ridge=[f.ridge for f in fits],
-        fold_r2=[f.fold_r2 for f in fits],
-    )
-    rows += tr.held_out(1)
-    tr.finish_epoch(1, rows, timing)
-    tr.report(1, rows, timing)
-
-
-def finish(session: Session, tr: Training) -> Result:
-    """Keep the best decoders (by held-out loss), write decoders.pt with their held-out R^2 and
-    what trained them, the provenance (speed, data wait) and the tables and figure."""
-    out = session.path / DECODERS
-    if tr.best.state:
-        tr.pnet.decoders.load_state_dict(tr.best.state)
-    last = max(tr.history)
-    best_rows = [r for r in tr.history[tr.best.epoch] if r["split"] == "val"]
-    r2 = [r["r2"] for r in best_rows]
-    cfg = tr.cfg
-    trained_on = {
-        "data": {k: cfg.data.get(k) for k in ("kind", "root", "split", "limit")},
-        "train_images": len(tr.split.train_idx),
-        "heldout_images": len(tr.split.val_idx),
-        "solver": str(cfg.train.get("solver") or "sgd"),
-        "augment": str(cfg.train.get("augment") or "none"),
-        "epochs": last,
-        "best_epoch": tr.best.epoch,
-    }
-    samples = sum(t["samples"] for t in tr.timing.values())
-    seconds = sum(t["seconds"] for t in tr.timing.values())
-    wait = sum(t["data_wait_s"] for t in tr.timing.values())
-    timing = {
-        "train_seconds": round(seconds, 2),
-        "samples": samples,
-        "samples_per_s": samples / seconds if seconds else None,
-        "data_wait_s": round(wait, 2),
-        "per_epoch": tr.timing,
-    }
-    if is_main():
-        tr.pnet.save_decoders(
-            out,
-            epochs=last,
-            config_hash=session.run_folder.hash,
-            val_mse=[r["mse"] for r in best_rows],
-            heldout_r2=r2,
-            trained_on=trained_on,
-        )
-    stopped = last < tr.epochs
-    session.finish(
-        epochs=last,
-        best_epoch=tr.best.epoch,
-        stopped_early=stopped,
-        train_images=len(tr.split.train_idx),
-        val_images=len(tr.split.val_idx),
-        timing=timing,
-    )
-    if is_main():
-        write_outputs(session.path)
-    summary = [
-        f"best epoch {tr.best.epoch} of {last}{' (stopped early)' * stopped}: {r2_line(r2)}",
-        f"training: {samples} samples in {seconds:.1f} s ({timing['samples_per_s'] or 0:.1f} "
-        f"samples/s), {wait:.1f} s waiting for data",
-    ]
-    return Result(session.path, session.run_folder.metrics(), summary, {"decoders": out})
