@@ -1,5 +1,5 @@
-"""`pcnets train-feedback` (train the decoders, eq. 3) and `pcnets import-decoders` (convert the
-paper authors' published decoder weights)."""
+"""`pcnets train-feedback` (train the decoders, eq. 3), and `pcnets import-decoders` /
+`pcnets export-decoders` (from and to the paper authors' published decoder format)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,28 @@ def import_decoders(
     path, files = convert(cfg.backbone, src, out)
     echo(f"{len(files)} decoders of {cfg.backbone.name} from {', '.join(f.name for f in files)}")
     echo(f"decoders: {path}")
+
+
+@command("export-decoders")
+def export_decoders(
+    src: Path = typer.Option(..., "--src", help="A pcnets decoder file (what pc.decoders takes)."),
+    out: Path = typer.Option(..., "--out", help="The folder to write the per-decoder files into."),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="The decoders' backbone (vgg16, efficientnet_b0, ...)."
+    ),
+    style: str | None = typer.Option(
+        None,
+        "--style",
+        help="pvgg16 (state dicts, *_pc<N>_pmodule.pth) or peffb0 ('pcoderweights' checkpoints); "
+        "default pvgg16 for vgg16, peffb0 otherwise.",
+    ),
+    prefix: str | None = typer.Option(None, "--prefix", help="File name prefix (p<backbone>)."),
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Write a pcnets decoder file in the paper authors' format (import-decoders reads it back)."""
+    from pcnets.experiments.export_decoders import run
+
+    extra = [f"backbone={backbone}"] if backbone else []
+    cfg = compose_cli([*extra, *(overrides or [])])
+    for line in run(cfg, src, out, style, prefix).summary:
+        echo(line)

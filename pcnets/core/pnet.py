@@ -141,13 +141,14 @@ class PredictiveNet(nn.Module):
         self.shapes = self._probe(probe_size)
         if decoders is not None:
             self.set_decoders(decoders)
+        self.eval()  # built for inference; train() makes only the decoders trainable
 
     def set_decoders(self, decoders: Sequence[nn.Module]) -> None:
         """Install the feedback decoders (decoders[0] predicts the image) after checking shapes."""
         n = self.num_encoders
         if len(decoders) != n:
             raise PcnetsError(f"{n} encoders need {n} decoders, got {len(decoders)}")
-        self.decoders = nn.ModuleList(decoders).to(self.mean.device)
+        self.decoders = nn.ModuleList(decoders).to(self.mean.device).train(self.training)
         self._check_decoders()
         self._windows.clear()
 
@@ -213,9 +214,25 @@ class PredictiveNet(nn.Module):
     def normalize(self, x: Tensor) -> Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Plain feedforward logits of [0, 1] images (timestep 0)."""
+    def train(self, mode: bool = True) -> PredictiveNet:
+        """Training mode for the decoders only: the backbone is frozen (METHOD.md section 5), so
+        its BatchNorm keeps its running statistics whatever mode the net is put in."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def feedforward(self, x: Tensor) -> Tensor:
+        """Plain feedforward logits of [0, 1] images: the backbone alone, no PC machinery."""
         return self.backbone(self.normalize(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Refused: a PredictiveNet has one output per timestep, and returning the feedforward
+        one would let another tool measure the plain CNN while believing it measures the PC net."""
+        raise PcnetsError(
+            "a PredictiveNet has no single output: use pcnets.classifier(pnet, timesteps=T) for "
+            "a model from [0, 1] images to the logits at T (torchattacks, RobustBench, any tool), "
+            "pnet.run(x, T) for every timestep, or pnet.feedforward(x) for the plain CNN"
+        )
 
     def run(self, x: Tensor, timesteps: int = 10, **kwargs) -> list[Tensor]:
         """Logits at timesteps 0..T (T+1 tensors); [0] is the plain feedforward output."""

@@ -59,12 +59,12 @@ def attackable_net():
     head = pnet.backbone[-1]
     hook = head.register_forward_hook(lambda m, i, o: feats.__setitem__("f", i[0]))
     with torch.no_grad():
-        pnet(x)
+        pnet.feedforward(x)
         hook.remove()
         mu, sd = feats["f"].mean(0), feats["f"].std(0)
         head.weight.div_(sd).mul_(3)
         head.bias.copy_(-(head.weight @ mu))
-        labels = pnet(x).argmax(1).tolist()
+        labels = pnet.feedforward(x).argmax(1).tolist()
     pnet.set_hyperparameters(alpha=0.5)
     return pnet, Images(x, labels)
 

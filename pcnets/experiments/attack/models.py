@@ -23,7 +23,7 @@ class FeedforwardModel(Classifier):
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.enable_grad():
-            return self.pnet(x)
+            return self.pnet.feedforward(x)
 
 
 def unrolled(checkpoint: bool | None):

@@ -82,7 +82,7 @@ def run(
     factory = model_at or unrolled(spec.checkpoint)
     show = progress and session.is_main
     with torch.no_grad():
-        num_classes = int(pnet(load_images(dataset, [0], device)[0]).shape[1])
+        num_classes = int(pnet.feedforward(load_images(dataset, [0], device)[0]).shape[1])
     if spec.targeted:
         target_labels(torch.zeros(1, dtype=torch.long), num_classes, spec.target_offset)
     selection = shared_selection(folder, pnet, dataset, spec, device, show)
