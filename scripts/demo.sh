@@ -24,7 +24,7 @@ start=$(date +%s)
 stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s so far)"; }
 
 stage "1/7 train the feedback decoders (decoders half of the sample)"
-"$PCNETS" train-feedback "${NET[@]}" data.split=decoders train=demo --out "$OUT/train-feedback"
+"$PCNETS" train-feedback "${NET[@]}" data.train_split=decoders train=demo --out "$OUT/train-feedback"
 
 stage "2/7 Gaussian noise, the paper's alpha as is"
 "$PCNETS" eval-noise "${NET[@]}" "${EVAL[@]}" "$SIGMAS" --timesteps "$T" --out "$OUT/eval-noise"

@@ -22,6 +22,7 @@ from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs, repo
 from pcnets.core.files import load_data_file
 from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
+from pcnets.data import check_unseen
 from pcnets.errors import PcnetsError, suggest
 
 PC_KEYS = ("beta", "lam", "alpha", "error_reduction", "gradient_scaling", "random_init", "hyper")
@@ -192,6 +193,13 @@ def backbone_config(name: str, **overrides) -> DictConfig:
 
 def build_from_config(cfg: DictConfig) -> PredictiveNet:
     """A PredictiveNet from a backbone config node (a registry entry, possibly overridden)."""
+    missing = [k for k in cfg if OmegaConf.is_missing(cfg, k)]
+    if missing:
+        raise PcnetsError(
+            f"backbone: {', '.join(f'backbone.{k}' for k in missing)} not set; backbone=generic "
+            "needs a torchvision/timm model and its encoder modules, e.g. backbone.arch=resnet50 "
+            "'backbone.encoders=[layer1,layer2,layer3,layer4]'"
+        )
     if cfg.source not in SOURCES:
         raise PcnetsError(f"backbone.source must be one of {sorted(SOURCES)}, got {cfg.source!r}")
     if not cfg.encoders:
@@ -245,7 +253,10 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
     if pc.get("hyper"):
         pnet.set_hyperparameters(**load_hyper(pc.hyper, pnet))
     if pc.get("decoders"):
-        report_quality(pc.decoders, pnet.load_decoders(pc.decoders))
+        meta = pnet.load_decoders(pc.decoders)
+        report_quality(pc.decoders, meta)
+        # what trained them (None for older files), checked by pnet_from_config before evaluating
+        pnet.decoders_trained_on = meta.get("data")
     return pnet
 
 
@@ -286,9 +297,16 @@ def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet
     return apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
 
 
-def pnet_from_config(cfg: DictConfig, device: torch.device | str = "cpu") -> PredictiveNet:
+def pnet_from_config(
+    cfg: DictConfig, device: torch.device | str = "cpu", evaluates: str | None = "val"
+) -> PredictiveNet:
     """The network that a command's composed config describes (backbone + pc), in eval mode.
-    Seeded by cfg.seed, so untrained decoders are the same in every run."""
+    Seeded by cfg.seed, so untrained decoders are the same in every run. ``evaluates`` is the
+    dataset split the command reads for its results ('val'; None for the training commands):
+    decoders trained on any of those images are refused (pcnets.data.check_unseen)."""
     torch.manual_seed(int(cfg.get("seed", 0)))
-    pnet = build_from_config(cfg.backbone)
-    return apply_pc_config(pnet, cfg.pc).to(device).eval()
+    pnet = apply_pc_config(build_from_config(cfg.backbone), cfg.pc)
+    trained_on = getattr(pnet, "decoders_trained_on", None)
+    if evaluates is not None and "data" in cfg:
+        check_unseen(trained_on, cfg.data, evaluates, f"pc.decoders={cfg.pc.decoders}")
+    return pnet.to(device).eval()

@@ -15,6 +15,7 @@ from pcnets.data.datasets import (
     select_indices,
 )
 from pcnets.data.indexed import WithIndex
+from pcnets.data.leakage import check_unseen, data_origin
 from pcnets.data.sample import fetch_sample, resize_short_side
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "SyntheticImages",
     "WithIndex",
     "build_dataset",
+    "check_unseen",
+    "data_origin",
     "dataset_samples",
     "effective_split",
     "fetch_sample",

@@ -44,14 +44,12 @@ def _kind(data_cfg: DictConfig) -> str:
 
 
 def effective_split(data_cfg: DictConfig, split: str) -> str:
-    """The hash half to keep: data.split, or data.train_split when training while data.split=all."""
-    chosen = str(_cfg(data_cfg, "split", "all"))
+    """The hash half to keep: data.train_split for training ('train'), data.split for what the
+    evaluations read ('val'), so sample-trained decoders are never evaluated on their images."""
+    key = "train_split" if split == "train" else "split"
+    chosen = str(_cfg(data_cfg, key, "all"))
     if chosen not in SPLITS:
-        raise PcnetsError(f"unknown data.split={chosen!r}{suggest(chosen, SPLITS)}; use {SPLITS}")
-    if chosen == "all" and split == "train":
-        chosen = str(_cfg(data_cfg, "train_split", "all"))
-        if chosen not in SPLITS:
-            raise PcnetsError(f"unknown data.train_split={chosen!r}; use one of {SPLITS}")
+        raise PcnetsError(f"unknown data.{key}={chosen!r}{suggest(chosen, SPLITS)}; use {SPLITS}")
     return chosen
 
 

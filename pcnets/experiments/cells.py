@@ -40,15 +40,18 @@ class Cell:
     dataset: Callable[[], WithIndex]
 
 
-def open_session(command: str, cfg: DictConfig, pnet: PredictiveNet | None) -> tuple:
+def open_session(
+    command: str, cfg: DictConfig, pnet: PredictiveNet | None, evaluates: str | None = "val"
+) -> tuple:
     """(session, prepared pnet): the Session of ``command`` and the network (the config's when
     ``pnet`` is None) on its device. The caller opens the run folder (session.run_folder) once
-    its inputs are checked, so a network or dataset that fails leaves no run folder behind."""
+    its inputs are checked, so a network or dataset that fails leaves no run folder behind.
+    ``evaluates``: the split the command reads, checked against what trained the decoders."""
     session = Session.start(command, cfg, run_folder=False)
     if pnet is None:
         from pcnets.backbones import pnet_from_config
 
-        pnet = pnet_from_config(cfg, session.device)
+        pnet = pnet_from_config(cfg, session.device, evaluates)
     return session, session.prepare(pnet)
 
 

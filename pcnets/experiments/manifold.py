@@ -137,7 +137,7 @@ def manifold(
     timesteps = int(mc.timesteps)
     if timesteps < 0:
         raise PcnetsError(f"manifold.timesteps must be >= 0, got {timesteps}")
-    session, pnet = open_session("manifold", cfg, pnet)
+    session, pnet = open_session("manifold", cfg, pnet, evaluates=str(mc.split))
     session.run_folder = run = run or Run("manifold", cfg)
     names = list(pnet.encoder_names)
     # rank 0 alone reads the run folder: every process learns which sigmas are finished

@@ -95,7 +95,7 @@ def tune(
     sigmas = _sigmas(tc.sigmas)
     timesteps = tune_timesteps(cfg)
     steps, save_every, batch = int(tc.steps), max(1, int(tc.save_every)), int(tc.batch_size)
-    session, pnet = open_session("tune", cfg, pnet)
+    session, pnet = open_session("tune", cfg, pnet, evaluates=None)  # training images
     world = world_size()
     if batch < world:
         raise PcnetsError(f"tune.batch_size={batch} is smaller than the {world} processes")

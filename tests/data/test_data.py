@@ -111,7 +111,7 @@ def test_hash_split_is_fixed_by_file_name():
 
 
 def test_sample_splits_are_disjoint_halves_that_cover_all(sample_root):
-    cfg = data_cfg("imagenet_sample", root=str(sample_root))
+    cfg = data_cfg("imagenet_sample", root=str(sample_root), split="all")
     everything = data.dataset_samples(cfg)
     decoders = data.dataset_samples(
         data_cfg("imagenet_sample", root=str(sample_root), split="decoders")
@@ -121,12 +121,18 @@ def test_sample_splits_are_disjoint_halves_that_cover_all(sample_root):
     assert not set(decoders) & set(evals)
     assert set(decoders) | set(evals) == set(everything)
     assert 400 <= len(decoders) <= 600 and 400 <= len(evals) <= 600
-    # the sample has no train folder: training reads the decoders half of val
+    # the sample has no train folder: training reads the decoders half of val, whatever
+    # data.split says, and evaluations read the eval half unless told otherwise
     assert data.dataset_samples(cfg, split="train") == decoders
+    default = data_cfg("imagenet_sample", root=str(sample_root))
+    assert data.dataset_samples(default) == evals
+    assert data.dataset_samples(default, split="train") == decoders
 
 
 def test_sample_labels_are_imagenet_indices(sample_root):
-    samples = dict(data.dataset_samples(data_cfg("imagenet_sample", root=str(sample_root))))
+    samples = dict(
+        data.dataset_samples(data_cfg("imagenet_sample", root=str(sample_root), split="all"))
+    )
     by_wnid = {Path(p).parent.name: label for p, label in samples.items()}
     assert by_wnid["n01440764"] == 0 and by_wnid["n15075141"] == 999
     assert sorted(by_wnid.values()) == list(range(1000))
@@ -242,7 +248,7 @@ def test_fetch_sample_from_a_loopback_server_builds_the_layout(served_zip, tmp_p
     sizes = [Image.open(dest / f).size for f in files]
     assert sizes == [(341, 256), (256, 655), (384, 256)]
     assert not list(dest.parent.glob(".*"))  # no temp file or staging folder left behind
-    cfg = data_cfg("imagenet_sample", root=str(dest), num_classes=3)
+    cfg = data_cfg("imagenet_sample", root=str(dest), num_classes=3, split="all")
     # a class subset keeps ImageNet's indices: toilet tissue is class 999, not 2
     assert [label for _, label in data.dataset_samples(cfg)] == [0, 1, 999]
     offline = tmp_path / "offline" / "imagenet-sample"

@@ -83,6 +83,8 @@ def test_training_lowers_every_decoder_error_and_leaves_the_backbone_alone(tmp_p
     assert not any(p.requires_grad for p in pnet.backbone.parameters())
     saved = decoder_tensors(path)
     assert all(torch.equal(saved[k], v) for k, v in pnet.decoders.state_dict().items())
+    # what trained them, for the leakage check of the evaluations
+    assert torch.load(path, weights_only=False)["data"] == {"kind": "synthetic", "half": "all"}
     assert not torch.equal(saved["0.1.weight"], initial["0.1.weight"])
 
     metrics = pd.read_csv(tmp_path / "metrics.csv")
@@ -148,7 +150,7 @@ def test_the_sample_trains_on_its_decoders_half_only(sample_root, monkeypatch):
     from pcnets.experiments.train import training_data
 
     monkeypatch.setenv("PCNETS_DATA_DIR", str(sample_root.parent))
-    cfg = compose(["data=imagenet_sample", "data.split=decoders", "train=demo"])
+    cfg = compose(["data=imagenet_sample", "train=demo"])  # the default data.split is eval
     train_ds, train_idx, val_ds, val_idx = training_data(cfg, None)
     assert val_ds is train_ds and not set(train_idx) & set(val_idx)
     keys = [train_ds.keys[i] for i in train_idx + val_idx]

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
@@ -69,12 +69,14 @@ def training_data(cfg: DictConfig, transform) -> tuple[Dataset, list[int], Datas
     """
     tcfg = cfg.train
     train_ds = build_dataset(cfg.data, transform, split="train")
+    # validation reads the training half too (data.train_split), never data.split's eval half
+    half = OmegaConf.merge(cfg.data, {"split": cfg.data.get("train_split") or "all"})
     mode = str(tcfg.get("val_split") or "auto")
     if mode not in VAL_SPLITS:
         raise PcnetsError(f"unknown train.val_split={mode!r}{suggest(mode, VAL_SPLITS)}")
     val_ds = None
     if mode in ("val", "auto"):
-        val_ds = build_dataset(cfg.data, transform, split="val")
+        val_ds = build_dataset(half, transform, split="val")
         if set(val_ds.keys) & set(train_ds.keys):
             if mode == "val":
                 raise PcnetsError(

@@ -4,6 +4,7 @@ what trained them, the provenance with speed and data wait, and the run folder's
 from __future__ import annotations
 
 from pcnets.core.decoders import r2_line
+from pcnets.data import data_origin
 from pcnets.experiments.train.loop import Training
 from pcnets.reporting.train import write_outputs
 from pcnets.runtime.distributed import is_main
@@ -44,6 +45,7 @@ def finish(session: Session, tr: Training) -> Result:
     if is_main():
         tr.pnet.save_decoders(
             out,
+            data=data_origin(cfg.data, "train"),  # checked when evaluating (pcnets.data.leakage)
             epochs=last,
             config_hash=session.run_folder.hash,
             val_mse=[r["mse"] for r in best_rows],

@@ -87,7 +87,7 @@ def _start(cfg: DictConfig, pnet: PredictiveNet | None) -> tuple[Session, Traini
     # the data first: a wrong data.root fails before a network is built (or downloaded)
     train_ds, train_idx, val_ds, val_idx = training_data(cfg, None)
     if pnet is None:  # before the run folder: a wrong decoder file leaves nothing behind
-        pnet = pnet_from_config(cfg, command_device(cfg))
+        pnet = pnet_from_config(cfg, command_device(cfg), evaluates=None)
     session = Session.start(COMMAND, run_config(cfg))
     pnet = session.prepare(pnet)
     for p in pnet.backbone.parameters():
