@@ -4,6 +4,7 @@ and turning PcnetsError into one clear line and a non-zero exit."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,8 +72,12 @@ def echo(msg: str) -> None:
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (PCNETS_QUIET=1)."),
+) -> None:
     """Predictive-coding feedback for pretrained CNNs. Run `pcnets COMMAND --help` for details."""
+    if quiet:  # read by pcnets.progress, in this process and in torchrun/launcher children
+        os.environ["PCNETS_QUIET"] = "1"
 
 
 def print_summary(result) -> None:

@@ -26,7 +26,6 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
-from tqdm import tqdm
 
 from pcnets.data.corruptions import (
     MIN_SIZE,
@@ -40,6 +39,7 @@ from pcnets.data.corruptions import (
 )
 from pcnets.data.indexed import image_key
 from pcnets.errors import PcnetsError
+from pcnets.progress import progress as bar_of
 
 JPEG_QUALITY = 85  # the released ImageNet-C files are JPEG at this quality
 SOURCES = ("generate", "folder")
@@ -168,12 +168,12 @@ def make_imagenet_c(
         if todo:
             source = str(Path(val_root).expanduser() / key)
             tasks.append((source, key, todo, str(out_root), size, seed, jpeg_quality))
-    bar = tqdm(
+    bar = bar_of(
         total=len(keys),
         initial=len(keys) - len(tasks),
         unit="img",
         desc="ImageNet-C",
-        disable=not progress,
+        show=progress,
     )
     written, totals = 0, {name: [0, 0.0, 0.0] for name in names}
     with bar:

@@ -13,10 +13,10 @@ import zipfile
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from pcnets.data.datasets import SAMPLE_FILE, _name
 from pcnets.errors import PcnetsError
+from pcnets.progress import progress
 
 
 def fetch_sample(
@@ -48,7 +48,7 @@ def _download(url: str, target: Path, timeout: float, dest: Path) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="imagenet-sample") as bar:
+            with progress(total=total, unit="B", unit_scale=True, desc="imagenet-sample") as bar:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -80,7 +80,7 @@ def _unpack(zip_path: Path, dest: Path, source: str, short_side: int) -> int:
         ]
         if not members:
             raise PcnetsError(f"no ImageNet images (n########_<name>.JPEG) in zip from {source}")
-        for member in tqdm(members, desc="resizing", unit="img"):
+        for member in progress(members, desc="resizing", unit="img"):
             name = _name(member.filename)
             out = staging / "val" / SAMPLE_FILE.match(name).group(1) / name
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
-from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import WithIndex, build_dataset
@@ -23,6 +22,7 @@ from pcnets.data.noise import add_noise, image_noise
 from pcnets.errors import PcnetsError
 from pcnets.experiments.cells import open_session
 from pcnets.metrics import bootstrap_means, percentile_interval
+from pcnets.progress import progress as bar_of
 from pcnets.reporting.manifold import render
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
 from pcnets.runtime.loading import build_loader
@@ -171,7 +171,7 @@ def _distances(session: Session, pnet, pending: list[float], timesteps: int, pro
     dist = np.zeros((len(pending), len(dataset), pnet.num_encoders, timesteps + 1))
     desc = f"manifold sigma={','.join(f'{s:g}' for s in pending)}"
     show = progress and session.is_main
-    with tqdm(total=len(shard), desc=desc, unit="img", disable=not show) as bar:
+    with bar_of(total=len(shard), desc=desc, unit="img", show=show) as bar:
         for x, _, index in session.batches(loader):
             index = index.cpu().numpy()
             keys = [dataset.keys[int(i)] for i in index]

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
@@ -27,6 +26,7 @@ from pcnets.experiments.hyperparams import (
     check_objective,
     objective,
 )
+from pcnets.progress import progress as bar_of
 from pcnets.reporting.tune import render
 from pcnets.runtime.devices import switch
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
@@ -130,7 +130,7 @@ def tune(
     )
     pending: list[dict] = []
     show = progress and run.writer
-    bar = tqdm(total=steps, initial=start, desc="tune", unit="step", disable=not show)
+    bar = bar_of(total=steps, initial=start, desc="tune", unit="step", show=show)
     for step, (x, y) in enumerate(session.batches(loader), start=start):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
         sigma = sigmas[int(torch.randint(len(sigmas), (1,), generator=gen))]

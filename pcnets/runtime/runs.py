@@ -145,9 +145,20 @@ class Run:
     def rows_of(self, key: str) -> list[dict]:
         return self._cells[key]
 
+    def labels(self) -> dict:
+        """What made this run's rows, put in front of every row: concatenated metrics.csv files
+        of many runs (a sweep) still say which run, backbone and decoder file each row is from."""
+        pc = self.cfg.get("pc") or {}
+        return {
+            "run_id": self.hash,
+            "backbone": str(self.cfg.backbone.name) if "backbone" in self.cfg else "",
+            "decoders": str(pc.get("decoders") or "untrained"),
+        }
+
     def record(self, key: str, rows: Iterable[dict]) -> None:
-        """Save a finished cell: appended and fsynced, then metrics.csv is rewritten."""
-        rows = [dict(r) for r in rows]
+        """Save a finished cell: appended and fsynced, then metrics.csv is rewritten. Every row
+        starts with the run's labels (run_id, backbone, decoders)."""
+        rows = [{**self.labels(), **dict(r)} for r in rows]
         self._cells[key] = rows
         if not self.writer:
             return

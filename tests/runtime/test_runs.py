@@ -20,7 +20,9 @@ def test_cells_are_saved_and_found_again(tmp_path):
     again = Run("eval-noise", cfg, out=tmp_path / "r")
     assert again.is_done(cell_key(sigma=0.5)) and not again.is_done(cell_key(sigma=1.0))
     assert again.metrics()["correct"].tolist() == [3]
-    assert (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1] == "0.5,0,3,5"
+    header, row = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    assert header == "run_id,backbone,decoders,sigma,timestep,correct,total"
+    assert row == f"{run.hash},vgg16,untrained,0.5,0,3,5"
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert prov["status"] == "running" and prov["config_hash"] == run.hash
 
@@ -59,3 +61,13 @@ def test_only_a_commands_own_sections_name_its_folder(tmp_path, monkeypatch):
         Run("attack", compose(["data.limit=5", "attack.steps=3"])).hash
         != Run("attack", compose(["data.limit=5"])).hash
     )
+
+
+def test_every_row_names_its_run_backbone_and_decoder_file(tmp_path):
+    cfg = compose(["backbone=efficientnet_lite0", "pc.decoders=runs/d.pt"])
+    run = Run("attack", cfg, out=tmp_path)
+    run.record("a", [{"eps": 0.1}, {"eps": 0.2, "decoders": "own"}])
+    labels = run.metrics()[["run_id", "backbone", "decoders"]].values.tolist()
+    assert labels[0] == [run.hash, "efficientnet_lite0", "runs/d.pt"]
+    assert labels[1][2] == "own"  # a row's own column is never overwritten
+    assert list(run.metrics().columns) == ["run_id", "backbone", "decoders", "eps"]

@@ -7,11 +7,11 @@ import time
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
-from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.errors import PcnetsError
 from pcnets.experiments.bench.timing import _sync
+from pcnets.progress import progress as bar_of
 from pcnets.runtime.numerics import Numerics, Prefetcher, autocast, prepare
 
 
@@ -35,7 +35,7 @@ def accuracy_by_timestep(
     preds: list[Tensor] = []
     n = 0
     start = time.perf_counter()
-    for x, y in tqdm(batches, desc=f"top-1 {num.label}", unit="batch", disable=not progress):
+    for x, y in bar_of(batches, desc=f"top-1 {num.label}", unit="batch", show=progress):
         with torch.no_grad(), autocast(num):
             logits = pnet.run(x, timesteps)
         top = torch.stack([z.argmax(1) for z in logits])  # [T+1, B]

@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.core.reference import reference_run
 from pcnets.experiments.bench.spec import FAST_MODES, BenchSpec
+from pcnets.progress import progress as bar_of
 from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, autocast, to_device
 
@@ -96,7 +96,7 @@ def measure(
     nan = float("nan")
     out: dict[str, dict] = {m: {"times": [], "peak_mb": nan, "extra_mb": nan} for m in modes}
     total = len(modes) * (warmup + repeats)
-    bar = tqdm(total=total, desc="bench", unit="run", disable=not progress)
+    bar = bar_of(total=total, desc="bench", unit="run", show=progress)
     for m in modes:
         for _ in range(max(1, warmup)):
             logits = fns[m]()
