@@ -12,10 +12,12 @@ export PCNETS_DATA_DIR
 
 .PHONY: setup test test-slow lint demo reproduce-pvgg16 reproduce-peffb0 clean-venv
 
-$(VENV)/.installed: pyproject.toml
+# The tested versions come from constraints.txt; torchattacks goes in without its declared
+# dependencies (a 2020 pin of requests that it never imports; docs/dependencies.md).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps torchattacks
 	touch $@
 
 setup: $(VENV)/.installed

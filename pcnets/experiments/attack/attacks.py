@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from pcnets.errors import PcnetsError
 from pcnets.experiments.attack.spec import SIGN_ATTACKS, AttackSpec
 
 
@@ -78,7 +79,13 @@ def torchattacks_attack(model: nn.Module, spec: AttackSpec, name: str, eps: floa
     """The torchattacks attack ``name`` at this eps, seeded; AutoAttack is composed here as its
     standard version (APGD-CE, APGD-T, FAB-T, Square) with ``target_classes`` target classes,
     as the original AutoAttack, since torchattacks' own would try every class of ImageNet."""
-    import torchattacks as ta
+    try:
+        import torchattacks as ta
+    except ImportError:
+        raise PcnetsError(
+            "torchattacks is not installed: pip install --no-deps torchattacks==3.5.1 "
+            "(its declared requests pin is never used; see docs/dependencies.md)"
+        ) from None
 
     steps, restarts, classes = spec.steps, spec.restarts, spec.target_classes + 1
     if name == "apgd":
