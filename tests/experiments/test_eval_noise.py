@@ -30,6 +30,7 @@ from pcnets.runtime.cell_images import IMAGES, load_cell_images
 
 REPO = Path(__file__).resolve().parents[2]
 TIMESTEPS = 3
+LABELS = ["run_id", "backbone", "decoders"]
 STD = (0.25, 0.5, 1.0)  # unequal channel stds: normalised-space noise must scale per channel
 
 
@@ -227,7 +228,8 @@ def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert f"results: {out}" in result.stdout
     df = pd.read_csv(out / "metrics.csv")
-    assert list(df.columns) == ["condition", "sigma", "timestep", "correct", "total", "accuracy"]
+    columns = ["condition", "sigma", "timestep", "correct", "total", "accuracy"]
+    assert list(df.columns) == [*LABELS, *columns]  # Run.record puts the run labels first
     assert len(df) == 3 * 3 and df["condition"].tolist()[:4] == ["clean"] * 3 + ["noise"]
     assert np.allclose(df["accuracy"], df["correct"] / df["total"])
     table = (out / "table.md").read_text()
