@@ -50,6 +50,8 @@ class _Lines:
     def write(self, text: str) -> None:
         line = ESCAPES.sub("", text).replace("\r", "").strip()
         if line:
+            if self.stream is not sys.stdout:  # keep `2>&1` logs in time order
+                sys.stdout.flush()
             self.stream.write(line + "\n")
 
     def flush(self) -> None:
