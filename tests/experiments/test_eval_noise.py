@@ -207,7 +207,7 @@ def test_torchrun_with_two_processes_gives_the_counts_of_one(tmp_path):
 
 
 def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatch):
-    monkeypatch.setattr("pcnets.backbones.pnet_from_config", lambda cfg, device: toy_pnet())
+    monkeypatch.setattr("pcnets.backbones.pnet_from_config", lambda cfg, device, *a: toy_pnet())
     out = tmp_path / "run"
     args = [
         "eval-noise",
