@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import WithIndex
 from pcnets.errors import PcnetsError
+from pcnets.progress import progress as progress_bar
 from pcnets.runtime.cell_images import IMAGES, save_cell_images
 from pcnets.runtime.distributed import all_reduce_sum
 from pcnets.runtime.loading import build_loader
@@ -117,17 +118,17 @@ def evaluate_cells(
     data_cfg = loader_config(cfg)
     todo = [cell for cell in cells if not _finished(run, cell)]
     show = progress and run.writer
-    outer = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", disable=not show)
+    outer = progress_bar(total=len(cells), initial=len(cells) - len(todo), desc="cells", show=show)
     with outer:
         for cell in todo:
             dataset = cell.dataset()
             loader = build_loader(dataset, data_cfg, session.device, distributed=True)
-            with tqdm(
+            with progress_bar(
                 total=len(loader.sampler),
                 desc=cell.file.removesuffix(".npz"),
                 unit="img",
                 leave=False,
-                disable=not show,
+                show=show,
             ) as bar:
                 predictions = predict(session, pnet, loader, timesteps, len(dataset), bar)
             labels = np.asarray(dataset.targets)

@@ -29,6 +29,7 @@ from pcnets.experiments.attack.models import FeedforwardModel, unrolled
 from pcnets.experiments.attack.selection import Selection, load_images, shared_selection
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.experiments.attack.values import target_labels
+from pcnets.progress import progress
 from pcnets.reporting.attack import INFO, describe_dynamics, render
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
 from pcnets.runtime.files import atomic_write
@@ -151,7 +152,7 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
     keys = {c: cell_key(attack=c[0], eps=c[2], timestep=c[1]) for c in grid}
     todo = [c for c in grid if not _finished(folder, keys[c])]
     total = len(todo) * sum(len(b) for _, b in mine)
-    with tqdm(total=total, desc="attack", unit="img", disable=not show) as bar:
+    with progress(total=total, desc="attack", unit="img", show=show) as bar:
         for name, t, eps in todo:
             bar.set_postfix(attack=name, t=t, eps=f"{eps:g}")
             smaller = [e for e in spec.eps if e < eps]

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.errors import PcnetsError
+from pcnets.progress import progress as progress_bar
 from pcnets.runtime.distributed import all_reduce_sum, world_size
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.runs import Run
@@ -72,7 +72,7 @@ def select_images(
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     chosen: list[int] = []
     examined = 0
-    with tqdm(total=count, desc="selecting", unit="img", disable=not progress) as bar:
+    with progress_bar(total=count, desc="selecting", unit="img", show=progress) as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             images, labels = load_images(dataset, batch, device)

@@ -28,6 +28,7 @@ from pcnets.experiments.train.checkpoint import (
 from pcnets.experiments.train.data import Features, epoch_order
 from pcnets.experiments.train.quality import DecoderStack, decoder_errors, validate
 from pcnets.experiments.train.recipe import build_optimizer, build_scheduler
+from pcnets.progress import progress
 from pcnets.runtime.distributed import all_reduce_sum, barrier, is_main, world_size
 from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Session
@@ -162,13 +163,13 @@ class Training:
         total = math.ceil(len(order) / self.local_batch)
         lr = self.optimizer.param_groups[0]["lr"]
         batches = self.split.train.batches(order[skip * self.local_batch :], self.local_batch)
-        bar = tqdm(
+        bar = progress(
             batches,
             total=total,
             initial=skip,
             desc=f"epoch {epoch}/{self.epochs}",
             unit="batch",
-            disable=not is_main(),
+            show=is_main(),
             dynamic_ncols=True,
         )
         for step, feats in enumerate(bar, start=skip + 1):

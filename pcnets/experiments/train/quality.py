@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from pcnets.core.dynamics import prediction_error
+from pcnets.progress import progress
 from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 
 
@@ -78,13 +78,13 @@ def validate(
     mine = [indices[i] for i in shard_indices(len(indices), rank(), world_size())]
     acc = [Explained(out_channels(d)) for d in stack.decoders]
     count = 0
-    bar = tqdm(
+    bar = progress(
         feats.batches(mine, batch),
         total=math.ceil(len(mine) / batch),
         desc="held-out",
         unit="batch",
         leave=False,
-        disable=not is_main(),
+        show=is_main(),
     )
     for level in bar:
         with feats.autocast():

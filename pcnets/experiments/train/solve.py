@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 import time
 
-from tqdm import tqdm
-
 from pcnets.experiments.train.checkpoint import StopRequest, TrainingInterrupted
 from pcnets.experiments.train.loop import Training, speed
 from pcnets.experiments.train.lstsq import LeastSquares
+from pcnets.progress import progress
 from pcnets.runtime.distributed import is_main, rank, shard_indices, world_size
 
 
@@ -27,7 +26,7 @@ def solve_epoch(tr: Training, stop: StopRequest) -> None:
     started, waited = time.perf_counter(), tr.split.train.wait_s
     batches = tr.split.train.batches(mine, tr.local_batch)
     total = math.ceil(len(mine) / tr.local_batch)
-    for feats in tqdm(batches, total=total, desc="normal equations", disable=not is_main()):
+    for feats in progress(batches, total=total, desc="normal equations", show=is_main()):
         fit.add(feats)
         if stop.agreed():
             raise TrainingInterrupted(
