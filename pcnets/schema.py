@@ -275,8 +275,8 @@ def _unknown_key(schema: type, prefix: str, key: str) -> str:
     path = ".".join(p for p in (prefix, key) if p)
     where = path.rsplit(".", 1)[0] if "." in path else "the root config"
     return (
-        f"unknown config key {path}{suggest(parts[-1], known)}: the schema of {where} has "
-        f"{', '.join(known)} (pcnets configs lists the groups)"
+        f"bad config key {path}{suggest(parts[-1], known)}: not in the schema of {where}, whose "
+        f"keys are {', '.join(known)} (pcnets configs lists the groups)"
     )
 
 

@@ -4,6 +4,7 @@ their options and keys, hydra/launcher=... and hydra.launcher.<key>, from Hydra'
 from __future__ import annotations
 
 import os
+import re
 
 import typer
 
@@ -50,10 +51,14 @@ def hydra_completions(command: str, earlier: list[str], incomplete: str) -> list
     try:
         from hydra._internal.core_plugins.bash_completion import BashCompletion
 
-        from pcnets.config import hydra_app
+        from pcnets.config import hydra_app, root_groups
+        from pcnets.schema import GROUPS
 
         with hydra_app(command) as hydra:
             line = " ".join([*earlier, incomplete])
-            return BashCompletion(hydra.config_loader)._query(config_name=command, line=line)
+            found = BashCompletion(hydra.config_loader)._query(config_name=command, line=line)
     except Exception:
         return []
+    # Hydra offers every group of the folder; a command composes only some of them
+    other = set(GROUPS) - set(root_groups(command))
+    return [item for item in found if re.split(r"[=./]", item, maxsplit=1)[0] not in other]
