@@ -21,7 +21,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pcnets.errors import PcnetsError, suggest
-from pcnets.schema import GROUPS, typed
+from pcnets.schema import GROUPS
+from pcnets.validate import field_types, typed
 
 CONF_DIR = Path(os.environ.get("PCNETS_CONF_DIR", Path(__file__).resolve().parent / "conf"))
 VERSION_BASE = "1.3"  # Hydra's 1.3 defaults: jobs never chdir, outputs/ and multirun/ folders
@@ -112,9 +113,7 @@ def one_line(err: BaseException) -> str:
         msg += f" ({str(cause).strip().splitlines()[0]})"
     missing = re.search(r"Could not override '(\w+)\.(\w+)'", msg)
     if missing and missing.group(1) in GROUPS:
-        from pcnets.schema import _field_types
-
-        msg += suggest(missing.group(2), _field_types(GROUPS[missing.group(1)]))
+        msg += suggest(missing.group(2), field_types(GROUPS[missing.group(1)]))
     return msg
 
 

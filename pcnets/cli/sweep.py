@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict
 
 from pcnets.config import compose, hydra_app, one_line_errors, override
 from pcnets.errors import PcnetsError
-from pcnets.schema import typed
+from pcnets.validate import typed
 
 
 @dataclass(frozen=True)
