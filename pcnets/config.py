@@ -134,7 +134,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
 def show(config_name: str, overrides: list[str], part: str = "job", sweep: bool = False) -> str:
     """The YAML of the job's config, Hydra's own (launcher, sweeper) or both, like ``--cfg`` of a
     @hydra.main app. With ``sweep`` the overrides may hold sweeps (a=1,2) and the hydra part is
-    the sweep's; the job part then shows the first value of nothing: the defaults."""
+    the sweep's (launcher, sweeper); the job part leaves the swept keys at their defaults."""
     from hydra.types import RunMode
 
     mode = RunMode.MULTIRUN if sweep else RunMode.RUN
