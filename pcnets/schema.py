@@ -21,6 +21,7 @@ class Root:
     amp: Any = "auto"
     channels_last: Any = "auto"
     compile: bool = False
+    fold_bn: bool = True
     backbone: Any = None
     pc: Any = None
     data: Any = None
