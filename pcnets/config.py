@@ -128,7 +128,17 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
         )
         with open_dict(cfg):
             del cfg["hydra"]
-    return typed(cfg)
+    return typed(own_groups(cfg, config_name))
+
+
+def own_groups(cfg: DictConfig, config_name: str) -> DictConfig:
+    """``cfg`` without the groups its root config does not compose: an experiment (a global
+    package) may set, say, attack keys, which only the attack command reads."""
+    keep = set(root_groups(config_name))
+    with open_dict(cfg):
+        for group in [g for g in GROUPS if g in cfg and g not in keep]:
+            del cfg[group]
+    return cfg
 
 
 def show(config_name: str, overrides: list[str], part: str = "job", sweep: bool = False) -> str:
@@ -144,7 +154,7 @@ def show(config_name: str, overrides: list[str], part: str = "job", sweep: bool 
             with open_dict(cfg):
                 del cfg["hydra"]
             if not sweep:
-                cfg = typed(cfg)
+                cfg = typed(own_groups(cfg, config_name))
             return OmegaConf.to_yaml(cfg)
         if sweep:
             with open_dict(cfg):

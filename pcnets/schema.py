@@ -79,6 +79,8 @@ class Data:
     pin_memory: Any = "auto"
     prefetch_factor: int = 2
     persistent_workers: bool = False
+    check_images: bool = True
+    on_bad_image: str = "stop"
 
 
 @dataclass
@@ -133,9 +135,17 @@ class AttackChecks:
 @dataclass
 class Attack:
     name: str = MISSING
+    also: list[str] = field(default_factory=list)
     eps: list[float] = field(default_factory=list)
     steps: int = 10
     step_size: float | None = None
+    max_step_size: float = 0.02
+    restarts: int = 1
+    queries: int = 1000
+    p_init: float = 0.8
+    target_classes: int = 9
+    checkpoint: bool | None = None
+    allow_suspect: bool = False
     random_start: bool = False
     timesteps: list[int] = field(default_factory=list)
     targeted: bool = True

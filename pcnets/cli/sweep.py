@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from pcnets.config import compose, hydra_app, one_line_errors, override
+from pcnets.config import compose, hydra_app, one_line_errors, override, own_groups
 from pcnets.errors import PcnetsError
 from pcnets.validate import typed
 
@@ -33,11 +33,12 @@ class HydraJob:
     is, and ``out`` points at the job's folder unless the overrides set it."""
 
     run: Callable[[DictConfig], Any]
+    config: str
 
     def __call__(self, cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
-        cfg = typed(cfg)
+        cfg = typed(own_groups(cfg, self.config))
         if cfg.get("out") is None:
             with open_dict(cfg):
                 cfg.out = HydraConfig.get().runtime.output_dir
@@ -112,7 +113,7 @@ def multirun(command: str, run: Callable[[DictConfig], Any], overrides: list[str
     try:
         with hydra_app(command) as hydra, one_line_errors():
             batches = hydra.multirun(
-                config_name=command, task_function=HydraJob(run), overrides=overrides
+                config_name=command, task_function=HydraJob(run, command), overrides=overrides
             )
     except PcnetsError:
         made = not existed and folder.is_dir()
