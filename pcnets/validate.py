@@ -61,7 +61,7 @@ def typed(cfg: DictConfig) -> DictConfig:
     for path, (what, test) in CHECKS.items():
         value = _select(plain, path)
         if value is not None and not _interpolation(value) and not test(value):
-            raise PcnetsError(f"bad config value {path}={value!r}: it takes {what}")
+            raise PcnetsError(f"bad config value {path}: it takes {what}, got {value!r}")
     out = OmegaConf.create(plain)
     OmegaConf.set_struct(out, True)
     return out

@@ -87,13 +87,17 @@ def test_the_experiment_picks_the_training_recipe_only_where_there_is_training()
             "pc.timesteps: Value 'abc' of type 'str' could not be converted to "
             "Integer; pc.timesteps takes an integer",
         ),
-        ("pc.alpha=abc", "pc.alpha='abc': it takes a number or a list of numbers"),
-        ("pc.beta=[0.5,x]", "pc.beta=[0.5, 'x']: it takes a number or a list of numbers"),
+        ("pc.alpha=abc", "pc.alpha: it takes a number or a list of numbers (one per encoder), got"),
+        (
+            "pc.beta=[0.5,x]",
+            "pc.beta: it takes a number or a list of numbers (one per encoder), got",
+        ),
+        ("pc.beta=[0.5,x]", "got [0.5, 'x']"),
         ("data.limit=x", "data.limit takes an integer or null"),
         ("eval.sigmas=[0,a]", "eval.sigmas[1]: Value 'a' of type 'str' could not be converted"),
         ("pc.gradient_scaling=maybe", "pc.gradient_scaling takes true or false"),
-        ("amp=sometimes", "amp='sometimes': it takes true, false or auto"),
-        ("data.workers=many", "data.workers='many': it takes a whole number or auto"),
+        ("amp=sometimes", "amp: it takes true, false or auto, got 'sometimes'"),
+        ("data.workers=many", "data.workers: it takes a whole number or auto, got 'many'"),
     ],
 )
 def test_a_wrong_type_is_one_line_naming_the_key_and_the_type(override, message):

@@ -115,8 +115,9 @@ def _signature(fn: Callable, cfg: bool, sweeps: bool) -> inspect.Signature:
 
 def cli_overrides(overrides: list[str] | None, first_class: dict[str, Any]) -> list[str]:
     """The overrides, then the first-class options that were given as overrides (None means
-    'not given'), so that a sweep's jobs compose exactly what a single run does."""
-    given = [override(k, v) for k, v in first_class.items() if v is not None and k != "out"]
+    'not given'), so that a sweep's jobs compose exactly what a single run does. They are
+    ``++key=value`` (set, or add where an option lacks the key); the schemas still check them."""
+    given = [f"++{override(k, v)}" for k, v in first_class.items() if v is not None and k != "out"]
     return [*(overrides or []), *given]
 
 
