@@ -84,7 +84,16 @@ class Data:
 
 
 @dataclass
+class Lstsq:
+    ridge: float | None = None
+    ridges: list[float] = field(default_factory=list)
+    fold: int = 5
+    max_rows: int = 1024
+
+
+@dataclass
 class Train:
+    solver: str = "sgd"
     optimizer: str = "sgd"
     lr: float = 1.0e-3
     momentum: float = 0.0
@@ -93,6 +102,10 @@ class Train:
     T_0: int = 3
     T_mult: int = 1
     eta_min: float = 0.0
+    plateau_factor: float = 0.3
+    plateau_patience: int = 1
+    patience: int | None = None
+    augment: str = "none"
     epochs: int = 50
     batch_size: int | None = 64
     shuffle: bool = True
@@ -101,6 +114,7 @@ class Train:
     val_max: int | None = None
     max_images: int | None = None
     cache_features: bool = False
+    lstsq: Lstsq = field(default_factory=Lstsq)
 
 
 @dataclass

@@ -73,8 +73,10 @@ def test_the_experiment_picks_the_training_recipe_only_where_there_is_training()
     assert compose(["experiment=pvgg16"], "train-feedback").train.optimizer == "sgd"
     peffb0 = compose(["experiment=peffb0"], "train-feedback")
     assert (peffb0.train.optimizer, peffb0.backbone.name) == ("rmsprop", "efficientnet_b0")
-    assert compose(["experiment=peffb0", "train=demo"], "train-feedback").train.epochs == 4
-    assert compose([], "train-feedback").train.epochs == 4  # no experiment: the demo recipe
+    demo = OmegaConf.load(CONF_DIR / "train" / "demo.yaml")
+    assert compose(["experiment=peffb0", "train=demo"], "train-feedback").train.solver == demo.solver
+    default = compose([], "train-feedback").train  # no experiment: the demo recipe
+    assert (default.epochs, default.solver) == (demo.epochs, demo.solver) != (50, "sgd")
     noise = compose(["experiment=pvgg16"], "eval-noise")
     assert "train" not in noise and noise.data.num_classes == 1000 and noise.pc.timesteps == 10
 
