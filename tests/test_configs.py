@@ -74,7 +74,8 @@ def test_the_experiment_picks_the_training_recipe_only_where_there_is_training()
     peffb0 = compose(["experiment=peffb0"], "train-feedback")
     assert (peffb0.train.optimizer, peffb0.backbone.name) == ("rmsprop", "efficientnet_b0")
     demo = OmegaConf.load(CONF_DIR / "train" / "demo.yaml")
-    assert compose(["experiment=peffb0", "train=demo"], "train-feedback").train.solver == demo.solver
+    chosen = compose(["experiment=peffb0", "train=demo"], "train-feedback").train
+    assert chosen.solver == demo.solver
     default = compose([], "train-feedback").train  # no experiment: the demo recipe
     assert (default.epochs, default.solver) == (demo.epochs, demo.solver) != (50, "sgd")
     noise = compose(["experiment=pvgg16"], "eval-noise")
