@@ -21,18 +21,25 @@ if [ "${SMOKE:-0}" = 1 ]; then
   .venv/bin/python scripts/make_tiny_imagenet.py "$IMAGENET"
   $PCNETS make-imagenet-c --val-root "$IMAGENET/val" --out "$IMAGENET_C" --severities 1,3 \
     --workers 0 --size 64
-  SCALE=(backbone.pretrained=false data.num_classes=2 data.batch_size=4 "backbone.transform={resize:32,crop:32}" train.epochs=1 pc.timesteps=1 device=cpu)
+  SCALE=(backbone.pretrained=false data.num_classes=2 data.batch_size=4 "backbone.transform={resize:32,crop:32}" pc.timesteps=1 device=cpu)
+  # Each command composes only its own groups, so each stage gets only its own keys.
+  TRAIN=(train.epochs=1)
+  EVAL=(eval.sigmas=[0,0.5])
+  CORRUPT=(eval.sigmas=[0,0.5] corruptions.severities=[1,3] "corruptions.names=[gaussian_noise,fog]")
   ATTACK=(attack.eps=[0.01,0.05] attack.timesteps=[0,1] attack.num_images=2 attack.select=any attack.steps=2
     attack.checks.num_images=1 attack.queries=20 attack.allow_suspect=true)
-  ANALYSIS=(manifold.sigmas=[0.5] manifold.timesteps=1 manifold.n_resamples=50 tune.steps=1
-    tune.batch_size=2 eval.sigmas=[0,0.5] corruptions.severities=[1,3]
-    "corruptions.names=[gaussian_noise,fog]")
+  TUNE=(tune.steps=1 tune.batch_size=2)
+  MANIFOLD=(manifold.sigmas=[0.5] manifold.timesteps=1 manifold.n_resamples=50)
 else
   : "${IMAGENET:?set IMAGENET=/path/to/imagenet (train/ and val/ in ImageFolder layout)}"
   : "${IMAGENET_C:?set IMAGENET_C=/path/to/imagenet-c (<corruption>/<severity>/<wnid>/<image>)}"
   SCALE=()
+  TRAIN=()
+  EVAL=()
+  CORRUPT=()
   ATTACK=()
-  ANALYSIS=()
+  TUNE=()
+  MANIFOLD=()
 fi
 
 if [ "${NGPU:-0}" -gt 1 ]; then
@@ -44,12 +51,12 @@ fi
 BASE=(experiment="$model" data.root="$IMAGENET" "${SCALE[@]}")
 DEC="pc.decoders=$OUT/train-feedback/decoders.pt"
 set -x
-"${RUN[@]}" train-feedback "${BASE[@]}" --out "$OUT/train-feedback"
-"${RUN[@]}" eval-noise "${BASE[@]}" "$DEC" "${ANALYSIS[@]}" --out "$OUT/eval-noise"
-"${RUN[@]}" eval-corruptions "${BASE[@]}" "$DEC" "${ANALYSIS[@]}" corruptions=folder \
+"${RUN[@]}" train-feedback "${BASE[@]}" "${TRAIN[@]}" --out "$OUT/train-feedback"
+"${RUN[@]}" eval-noise "${BASE[@]}" "$DEC" "${EVAL[@]}" --out "$OUT/eval-noise"
+"${RUN[@]}" eval-corruptions "${BASE[@]}" "$DEC" "${CORRUPT[@]}" corruptions=folder \
   corruptions.root="$IMAGENET_C" --out "$OUT/eval-corruptions"
 "${RUN[@]}" attack "${BASE[@]}" "$DEC" "${ATTACK[@]}" --out "$OUT/attack"
-"${RUN[@]}" tune "${BASE[@]}" "$DEC" "${ANALYSIS[@]}" --out "$OUT/tune"
-"${RUN[@]}" manifold "${BASE[@]}" "$DEC" "${ANALYSIS[@]}" --out "$OUT/manifold"
+"${RUN[@]}" tune "${BASE[@]}" "$DEC" "${TUNE[@]}" --out "$OUT/tune"
+"${RUN[@]}" manifold "${BASE[@]}" "$DEC" "${MANIFOLD[@]}" --out "$OUT/manifold"
 "$PCNETS" report "$OUT/train-feedback" "$OUT/eval-noise" "$OUT/eval-corruptions" "$OUT/attack" \
   "$OUT/tune" "$OUT/manifold" --out "$OUT/REPORT.md"

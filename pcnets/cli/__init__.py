@@ -12,6 +12,7 @@ from pcnets.cli.common import app
 # Order here is the order in `pcnets --help`.
 COMMAND_MODULES = [
     "info",
+    "configs",
     "data",
     "train",
     "imagenet_c",

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, print_summary
+from pcnets.cli.common import OVERRIDES_HELP, command, echo, launch, print_summary
 
 
-@command("tune")
+@command("tune", config="tune", sweeps=True)
 def tune(
     timesteps: int | None = typer.Option(
         None, "--timesteps", help="Timesteps unrolled (tune.timesteps; default pc.timesteps)."
@@ -22,11 +22,11 @@ def tune(
     """Learn beta, lambda, alpha per encoder on noisy images; writes hyper.json (pc.hyper=PATH)."""
     from pcnets.experiments.tune import run as run_tune
 
-    cfg = compose_cli(overrides, **{"tune.timesteps": timesteps, "device": device, "out": out})
-    print_summary(run_tune(cfg))
+    first_class = {"tune.timesteps": timesteps, "device": device, "out": out}
+    launch(run_tune, overrides, print_summary, **first_class)
 
 
-@command("manifold")
+@command("manifold", config="manifold", sweeps=True)
 def manifold(
     timesteps: int | None = typer.Option(
         None, "--timesteps", help="Timesteps t = 0..T (manifold.timesteps, default 14)."
@@ -39,8 +39,10 @@ def manifold(
     from pcnets.experiments.manifold import run as run_manifold
 
     first_class = {"manifold.timesteps": timesteps, "device": device, "out": out}
-    cfg = compose_cli(overrides, **first_class)
-    result = run_manifold(cfg)
+    launch(run_manifold, overrides, _show_manifold, **first_class)
+
+
+def _show_manifold(result) -> None:
     result.summary.append(f"wrote {result.path}")
     print_summary(result)
 

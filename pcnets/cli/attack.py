@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+from pcnets.cli.common import OVERRIDES_HELP, command, echo, launch
 from pcnets.errors import PcnetsError
 
 EPS_HELP = "L-infinity budget(s) on [0, 1] pixels: 0.004, 1/255 or 0.001,0.002 (sets attack.eps)."
@@ -23,7 +23,7 @@ def _timesteps(text: str | None) -> list[int] | None:
         raise PcnetsError(f"--timesteps takes whole numbers like 0,2,4, got {text!r}") from None
 
 
-@command("attack")
+@command("attack", config="attack", sweeps=True)
 def attack(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     eps: str | None = typer.Option(None, "--eps", help=EPS_HELP),
@@ -43,18 +43,25 @@ def attack(
     pc.decoders=decoders.pt data.split=eval attack.num_images=32 attack.also=[apgd,square]
     """
     from pcnets.experiments.attack import parse_eps, run
-    from pcnets.runtime.distributed import cleanup, is_main
+    from pcnets.runtime.distributed import cleanup
 
     values = parse_eps(eps) if eps is not None else None
-    cfg = compose_cli(
-        overrides,
-        **{"attack.eps": values, "attack.timesteps": _timesteps(timesteps), "device": device},
-        out=out,
-    )
+    first_class = {
+        "attack.eps": values,
+        "attack.timesteps": _timesteps(timesteps),
+        "device": device,
+    }
     try:
-        result = run(cfg)
+        launch(run, overrides, _show, **first_class, out=out)
     finally:
         cleanup()
+
+
+def _show(result) -> None:
+    from omegaconf import OmegaConf
+
+    from pcnets.runtime.distributed import is_main
+
     if not is_main():
         return
     rates = result.metrics[result.metrics["kind"] == "unrolled"]
@@ -71,7 +78,8 @@ def attack(
     for line in result.summary:
         echo(line)
     echo(f"results: {result.path} (table.md, metrics.csv, summary.csv, *.png)")
-    if result.status == "suspect" and not cfg.attack.allow_suspect:
+    allowed = OmegaConf.load(result.path / "config.yaml").attack.get("allow_suspect", False)
+    if result.status == "suspect" and not allowed:
         failed = ", ".join(c.name for c in result.checks if not c.passed)
         raise PcnetsError(
             f"the result is suspect: sanity check(s) {failed} failed (see {result.path}/table.md);"

@@ -10,7 +10,7 @@ from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
 from pcnets.errors import PcnetsError
 
 
-@command("bench")
+@command("bench", config="bench")
 def bench(
     batch: str = typer.Option(
         "2", "--batch", help="Images per batch, or auto (CUDA: the largest power of two that fits)."

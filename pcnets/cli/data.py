@@ -15,7 +15,7 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-@command(on=data_app, name="fetch-sample")
+@command(on=data_app, name="fetch-sample", config="dataset")
 def fetch_sample(
     dest: Path | None = typer.Option(
         None, "--dest", help="Folder to create; default: data.root of data=imagenet_sample."
@@ -45,7 +45,7 @@ def fetch_sample(
     echo(f"{count} images at {dest}")
 
 
-@command(on=data_app, name="check")
+@command(on=data_app, name="check", config="dataset")
 def check(
     split: str = typer.Option("val", "--split", help="ImageNet split to read: train or val."),
     deep: bool = typer.Option(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, print_summary
+from pcnets.cli.common import OVERRIDES_HELP, command, echo, launch, print_summary
 
 TIMESTEPS_HELP = "Run the dynamics for t = 0..T (sets pc.timesteps)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (sets device)."
@@ -23,7 +23,7 @@ def _finish(result) -> None:
     cleanup()
 
 
-@command("eval-noise")
+@command("eval-noise", config="eval-noise", sweeps=True)
 def eval_noise(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     timesteps: int | None = typer.Option(None, "--timesteps", "-T", help=TIMESTEPS_HELP),
@@ -40,11 +40,12 @@ def eval_noise(
     """
     from pcnets.experiments.noise import run as evaluate
 
-    cfg = compose_cli(overrides, **{"pc.timesteps": timesteps, "device": device, "out": out})
-    _finish(evaluate(cfg))
+    launch(
+        evaluate, overrides, _finish, **{"pc.timesteps": timesteps, "device": device, "out": out}
+    )
 
 
-@command("eval-corruptions")
+@command("eval-corruptions", config="eval-corruptions", sweeps=True)
 def eval_corruptions(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     timesteps: int | None = typer.Option(None, "--timesteps", "-T", help=TIMESTEPS_HELP),
@@ -61,5 +62,6 @@ def eval_corruptions(
     """
     from pcnets.experiments.corruptions import run as evaluate
 
-    cfg = compose_cli(overrides, **{"pc.timesteps": timesteps, "device": device, "out": out})
-    _finish(evaluate(cfg))
+    launch(
+        evaluate, overrides, _finish, **{"pc.timesteps": timesteps, "device": device, "out": out}
+    )

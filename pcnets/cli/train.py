@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo
+from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, launch
 
 
-@command("train-feedback")
+@command("train-feedback", config="train-feedback", sweeps=True)
 def train_feedback(
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (sets train.epochs)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
@@ -27,20 +27,24 @@ def train_feedback(
     """
     from pcnets.experiments.train import TrainingInterrupted, is_rank_zero, run
 
-    cfg = compose_cli(overrides, **{"train.epochs": epochs, "device": device, "out": out})
     try:
-        result = run(cfg)
+        launch(run, overrides, _show, **{"train.epochs": epochs, "device": device, "out": out})
     except TrainingInterrupted as stop:
         if is_rank_zero():
             typer.secho(str(stop), err=True)
         raise typer.Exit(130) from None
+
+
+def _show(result) -> None:
+    from pcnets.experiments.train import is_rank_zero
+
     if is_rank_zero():
         for line in result.summary:
             echo(line)
         echo(f"decoders: {result.extra['decoders']}")
 
 
-@command("import-decoders")
+@command("import-decoders", config="pnet")
 def import_decoders(
     src: list[Path] = typer.Option(
         ...,

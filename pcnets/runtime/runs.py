@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pcnets.config import config_hash
+from pcnets.config import CONF_DIR, config_hash, root_groups
 from pcnets.data.images import skipped_images, skipped_note
 from pcnets.errors import PcnetsError
 from pcnets.runtime import failures, locks
@@ -32,28 +32,21 @@ from pcnets.runtime.cells import CELLS, append_cell, read_cells
 from pcnets.runtime.distributed import is_main
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.provenance import environment
+from pcnets.schema import GROUPS
 
 RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
 # Keys that change where or how fast a run goes, not what it computes.
-NOT_HASHED = ("out", "device")
-# The config sections that decide what each command computes: only they name its run folder, so
-# changing, say, attack settings keeps the noise evaluation's finished cells.
-ALWAYS = ("seed", "amp", "channels_last")
-SECTIONS = {
-    "eval-noise": ("backbone", "pc", "data", "eval"),
-    "eval-corruptions": ("backbone", "pc", "data", "eval", "corruptions"),
-    "attack": ("backbone", "pc", "data", "attack"),
-    "tune": ("backbone", "pc", "data", "tune"),
-    "manifold": ("backbone", "pc", "data", "manifold"),
-}
+NOT_HASHED = ("out", "device", "compile", "fold_bn")
 
 
 def run_hash(command: str, cfg: DictConfig) -> str:
-    """The hash that names a command's run folder: its own sections of the config only."""
-    sections = SECTIONS.get(command)
-    if sections is None:
+    """The hash that names a command's run folder: the whole of its own config (its root config's
+    groups, conf/<command>.yaml), so a config composed with every group (compose(), Python) names
+    the same folder, and changing, say, attack settings keeps the noise evaluation's cells."""
+    if not (CONF_DIR / f"{command}.yaml").is_file():
         return config_hash(cfg, ignore=NOT_HASHED)
-    keep = {k: cfg.get(k) for k in (*sections, *ALWAYS) if k in cfg}
+    groups = set(root_groups(command))
+    keep = {k: cfg.get(k) for k in cfg if k not in NOT_HASHED and (k in groups or k not in GROUPS)}
     return config_hash(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep))))
 
 

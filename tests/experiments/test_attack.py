@@ -325,7 +325,7 @@ def test_eps_and_settings_are_checked():
         (["--eps", "0.01", "attack.name=cw"], "unknown attack 'cw'"),
         (
             ["--eps", "0.01", "attack=cw"],
-            "options for attack: apgd, apgd_t, autoattack, base, bim, fgsm, pgd, square",
+            "Available options in 'attack': apgd, apgd_t, autoattack, base, bim, fgsm, pgd, square",
         ),
         (["--eps", "0.01", "attack.steps=0"], "attack.steps must be a whole number >= 1"),
     ],
