@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PCNETS=${PCNETS:-.venv/bin/pcnets}
 OUT=${OUT:-results/demo}
-N=${DEMO_IMAGES:-80}         # eval images for the noise stages (the eval half has 485)
+N=${DEMO_IMAGES:-64}         # eval images for the noise stages (the eval half has 485)
 T=${DEMO_TIMESTEPS:-5}       # timesteps 0..T (the paper: 10)
 # Lite0 normalises with std 0.5: sigma 0.25 and 0.5 (normalised) leave it between ceiling and
 # chance (about 72 % and 37 % at t = 0); sigma >= 0.75 is near chance.
@@ -56,7 +56,7 @@ stage "6/9 the 19 corruptions, generated on the fly"
 stage "7/9 attacks through the unrolled dynamics: BIM (the paper's) and APGD beside it"
 "$PCNETS" attack "${NET[@]}" "${EVAL[@]}" attack=bim "attack.also=${DEMO_ALSO_ATTACKS:-[apgd]}" \
   "attack.queries=${DEMO_SQUARE_QUERIES:-100}" "attack.num_images=${DEMO_ATTACK_IMAGES:-4}" \
-  attack.checks.num_images=2 attack.timesteps=[0,2,4] --eps 0.001,0.002,0.004,0.008 --out "$OUT/attack"
+  attack.checks.num_images=2 "attack.timesteps=${DEMO_ATTACK_TIMESTEPS:-[0,2]}" --eps 0.001,0.002,0.004,0.008 --out "$OUT/attack"
 
 stage "8/9 convergence to clean representations"
 "$PCNETS" manifold "${NET[@]}" "${EVAL[@]}" "data.limit=${DEMO_MANIFOLD_IMAGES:-12}" \
