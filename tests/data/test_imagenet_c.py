@@ -99,6 +99,7 @@ def test_a_second_run_skips_finished_files_and_redoes_missing_ones(val_root, tmp
     assert lost.is_file() and not (lost.parent / f".{lost.name}.tmp").exists()
 
 
+@pytest.mark.slow  # 40-75 s on a 2-core CPU
 def test_worker_processes_write_the_same_bytes(val_root, tmp_path):
     _make(val_root, tmp_path / "serial", jpeg_quality=None)
     pool = _make(val_root, tmp_path / "pool", jpeg_quality=None, workers=2)

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 STAGES = ("train-feedback", "eval-noise", "eval-corruptions", "attack", "tune", "manifold")
 
 
+@pytest.mark.slow  # minutes on a 2-core CPU: `make test-slow`
 @pytest.mark.parametrize("model", ["pvgg16", "peffb0"])
 def test_smoke_reproduction_writes_every_run_folder(model, tmp_path):
     env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path / model), "NGPU": "0"}
