@@ -190,7 +190,7 @@ def _check_metrics(path: Path, metrics: pd.DataFrame) -> None:
         raise _corrupt(path, "metrics.csv has no rows or unnamed columns")
     for col in COUNT_COLUMNS.intersection(metrics.columns):
         values = pd.to_numeric(metrics[col], errors="coerce")
-        given = metrics[col].notna()  # rows of another kind (tune's per-encoder rows) leave it empty
+        given = metrics[col].notna()  # other kinds of row (tune's) leave it empty
         if (given & values.isna()).any() or np.isinf(values).any() or (values < 0).any():
             raise _corrupt(path, f"metrics.csv column {col!r} holds non-numbers or negatives")
     if {"correct", "total"} <= set(metrics.columns):
