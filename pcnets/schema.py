@@ -121,7 +121,7 @@ class Train:
 class Eval:
     sigmas: list[float] = field(default_factory=list)
     noise_space: str = "normalized"
-    batch_size: int | None = None
+    batch_size: Any = "auto"
     bootstrap: int = 1000
     level: float = 0.95
 

@@ -115,7 +115,7 @@ def evaluate_cells(
     """Run every unfinished cell: predictions per image and timestep, then its .npz and rows."""
     timesteps = check_timesteps(cfg.pc.timesteps)
     run = session.run_folder
-    data_cfg = loader_config(cfg)
+    data_cfg = loader_config(cfg, session.device)
     todo = [cell for cell in cells if not _finished(run, cell)]
     show = progress and run.writer
     outer = progress_bar(total=len(cells), initial=len(cells) - len(todo), desc="cells", show=show)
@@ -138,13 +138,28 @@ def evaluate_cells(
             outer.update(1)
 
 
-def loader_config(cfg: DictConfig) -> DictConfig:
-    """The data config with eval.batch_size in place of data.batch_size (when it is set)."""
+# Above this batch a CPU runs the dynamics no faster and needs more memory (docs/performance.md).
+CPU_BATCH = 16
+
+
+def loader_config(cfg: DictConfig, device: torch.device | None = None) -> DictConfig:
+    """The data config with the evaluation batch in place of data.batch_size.
+
+    eval.batch_size: a number; null = data.batch_size; auto (the default) = data.batch_size, but
+    at most CPU_BATCH on a CPU when the errors are per_sample (results then do not depend on the
+    batch; under batch_mean the batch is part of the method, and data.batch_size stands).
+    """
     batch = cfg.eval.get("batch_size")
+    if batch == "auto":
+        per_sample = cfg.pc.get("error_reduction", "per_sample") == "per_sample"
+        cap = device is not None and device.type == "cpu" and per_sample
+        batch = min(int(cfg.data.batch_size), CPU_BATCH) if cap else None
     if batch is None:
         return cfg.data
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise PcnetsError(f"eval.batch_size must be a positive whole number or null, got {batch!r}")
+        raise PcnetsError(
+            f"eval.batch_size must be a positive whole number, auto or null, got {batch!r}"
+        )
     return OmegaConf.merge(cfg.data, {"batch_size": batch})
 
 

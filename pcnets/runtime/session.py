@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from pcnets.runtime import distributed
+from pcnets.runtime.allocator import keep_freed_memory
 from pcnets.runtime.devices import resolve_device
 from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, Prefetcher, autocast, numerics, prepare, to_device
@@ -69,6 +70,7 @@ class Session:
     @classmethod
     def start(cls, command: str, cfg: DictConfig, run_folder: bool = True) -> Session:
         distributed.init_distributed()
+        keep_freed_memory()
         device = command_device(cfg)
         seed_everything(int(cfg.get("seed", 0) or 0))
         folder = Run(command, cfg) if run_folder else None

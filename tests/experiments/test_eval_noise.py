@@ -244,3 +244,21 @@ def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatc
     assert (out / "noise_accuracy.png").stat().st_size > 10_000
     again = CliRunner().invoke(app, args)  # everything done: nothing is recomputed
     assert again.exit_code == 0 and len((out / "cells.jsonl").read_text().splitlines()) == 3
+
+
+def test_auto_batch_caps_the_cpu_batch_only_where_results_do_not_depend_on_it(tmp_path):
+    from pcnets.experiments.cells import CPU_BATCH, loader_config
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    cfg = noise_cfg(tmp_path, "data.batch_size=50")
+    assert cfg.eval.batch_size == "auto"
+    assert loader_config(cfg, cpu).batch_size == CPU_BATCH == 16
+    assert loader_config(cfg, gpu).batch_size == 50
+    small = noise_cfg(tmp_path, "data.batch_size=6")
+    assert loader_config(small, cpu).batch_size == 6
+    ref = noise_cfg(tmp_path, "data.batch_size=50", "pc.error_reduction=batch_mean")
+    assert loader_config(ref, cpu).batch_size == 50  # the batch is part of the method there
+    plain = noise_cfg(tmp_path, "data.batch_size=50", "eval.batch_size=null")
+    assert loader_config(plain, cpu).batch_size == 50
+    with pytest.raises(PcnetsError, match="auto or null"):
+        loader_config(noise_cfg(tmp_path, "eval.batch_size=fast"), cpu)
