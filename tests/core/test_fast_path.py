@@ -270,6 +270,15 @@ def test_bench_measures_every_mode_and_checks_the_logits():
     assert all(r["repeats"] == 2 and r["seconds"] > 0 for r in rows)
 
 
+def test_each_bench_mode_is_labelled_with_the_numerics_it_ran():
+    from pcnets.experiments.bench.timing import mode_label
+
+    num = Numerics(CPU, compile=True, fold_bn=True)
+    assert mode_label("engine", num) == "fp32"
+    assert mode_label("engine_fast", num) == "fp32+fold_bn"  # the twin without compile
+    assert mode_label("engine_compiled", num) == "fp32+fold_bn+compile"
+
+
 def test_prefetcher_yields_every_batch_on_the_device_and_counts_the_wait():
     data = torch.utils.data.TensorDataset(torch.rand(10, 3, 4, 4), torch.arange(10))
     loader = torch.utils.data.DataLoader(data, batch_size=4)

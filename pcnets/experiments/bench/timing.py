@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -129,6 +130,14 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def mode_label(mode: str, num: Numerics) -> str:
+    """The numerics a mode ran with: fp32 for the eager modes; the fast ones with torch.compile
+    only in engine_compiled (the others are prepared without it)."""
+    if mode not in FAST_MODES:
+        return "fp32"
+    return replace(num, compile=mode == "engine_compiled").label
+
+
 def summarize(
     results: dict[str, dict], spec: BenchSpec, num: Numerics, backbone: str
 ) -> list[dict]:
@@ -145,7 +154,7 @@ def summarize(
         row = {
             "backbone": backbone,
             "device": str(num.device),
-            "numerics": num.label if fast else "fp32",
+            "numerics": mode_label(mode, num),
             "mode": mode,
             "batch": spec.batch,
             "size": spec.size,
