@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError
 from pcnets.reporting import attack, corruptions, manifold, noise, tune
+from pcnets.reporting.findings import findings
 from pcnets.reporting.summaries import (
     corruption_summary,
     has_columns,
@@ -377,6 +378,9 @@ def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -
         ]
     )
     lines += [markdown_table(index), ""]
+    said = findings(runs)
+    if said:
+        lines += [said, ""]
     summaries = [s for s in (fn(runs) for fn in SUMMARIES) if s]
     if summaries:
         lines += ["## Summary", ""]

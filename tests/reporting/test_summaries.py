@@ -196,3 +196,28 @@ def test_manifold_and_tune_report_numbers_are_their_summary_csv(tmp_path):
     assert report.loc["beta", "objective"] == "2.000 -> 1.700"
     initial_memory = summary[summary["metric"] == "initial_memory"]["value"].tolist()
     assert initial_memory == pytest.approx([0.1, 0.2])  # the top encoder's lambda is 0
+
+
+def test_findings_state_each_change_and_whether_its_interval_decides_it(tmp_path, cfg):
+    from pcnets.reporting.findings import verdict
+
+    assert verdict(0.5, 2.0) == "higher (the interval excludes 0)"
+    assert verdict(-2.0, -0.1) == "lower (the interval excludes 0)"
+    assert verdict(-1.0, 1.0) == "no change the interval can tell from 0"
+    assert verdict(-0.3, -0.05, better="lower").startswith("higher")
+
+    results = tmp_path / "results"
+    noisy = _noise_run(cfg, results / "eval-noise" / "toy" / "aaa")
+    _corruption_run(cfg, results / "eval-corruptions" / "toy" / "bbb")
+    out = tmp_path / "REPORT.md"
+    write_report([results], out)
+    text = out.read_text().split("## Findings")[1].split("## Summary")[0]
+    summary = read_summary(noisy)
+    change = summary[(summary["metric"] == "change_from_t0") & (summary["timestep"] == T)]
+    for _, row in change.iterrows():
+        name = "clean" if row["sigma"] == 0 else f"sigma {row['sigma']:g}"
+        said = f"({row['value']:+.1f} [{row['low']:.1f}, {row['high']:.1f}] pp), "
+        said += verdict(row["low"], row["high"])
+        assert f"{name}: " in text and said in text
+    assert "per_sample errors, no gradient scaling; untrained decoders" in text
+    assert "relative mCE over all corruptions" in text

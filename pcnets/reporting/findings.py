@@ -1,0 +1,110 @@
+"""The report's "Findings": what the dynamics did in each evaluation, in words, with the interval
+that decides it and the held-out R^2 of the decoders that made it.
+
+Every number comes from a run's own summary.csv; the decoders' R^2 from the train-feedback run
+among the gathered ones whose decoders.pt the evaluation loaded (``pc.decoders``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from pcnets.reporting.tables import interval_text, read_summary
+
+EVALUATIONS = ("eval-noise", "eval-corruptions")
+
+
+def verdict(low: float, high: float, better: str = "higher") -> str:
+    """Whether an interval of a change from t = 0 tells the direction: ``better`` is the word for
+    a positive change (accuracy up), the other direction is its opposite."""
+    worse = "lower" if better == "higher" else "higher"
+    if low > 0:
+        return f"{better} (the interval excludes 0)"
+    if high < 0:
+        return f"{worse} (the interval excludes 0)"
+    return "no change the interval can tell from 0"
+
+
+def decoder_quality(run, runs: list) -> str:
+    """'decoders R^2 0.99 0.91 ...' from the train-feedback run that wrote the decoders ``run``
+    loaded, or what is known about them."""
+    path = OmegaConf.select(run.config, "pc.decoders", default=None)
+    if not path:
+        return "untrained decoders"
+    target = Path(str(path)).resolve()
+    for other in runs:
+        if other.command == "train-feedback" and (other.path / "decoders.pt").resolve() == target:
+            summary = read_summary(other.path)
+            if summary is not None and "r2_best" in summary.columns:
+                r2 = " ".join(f"{v:.2f}" for v in summary.sort_values("decoder")["r2_best"])
+                return f"decoders' held-out R^2 {r2} ({other.path.name})"
+    return f"decoders {path} (their R^2 is in the file; its train-feedback run is not in this report)"
+
+
+def setting(run) -> str:
+    """The numerics that made a run: error reduction and gradient scaling."""
+    reduction = OmegaConf.select(run.config, "pc.error_reduction", default="?")
+    scaled = OmegaConf.select(run.config, "pc.gradient_scaling", default=False)
+    return f"{reduction} errors, {'with' if scaled else 'no'} gradient scaling"
+
+
+def _last(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    part = summary[summary["metric"] == metric]
+    return part[part["timestep"] == part["timestep"].max()]
+
+
+def noise_findings(run, summary: pd.DataFrame) -> list[str]:
+    acc, change = _last(summary, "accuracy"), _last(summary, "change_from_t0")
+    first = summary[(summary["metric"] == "accuracy") & (summary["timestep"] == 0)]
+    out = []
+    for _, row in change.iterrows():
+        sigma = row["sigma"]
+        name = "clean" if sigma == 0 else f"sigma {sigma:g}"
+        start = first[first["sigma"] == sigma]["value"].iloc[0]
+        end = acc[acc["sigma"] == sigma]["value"].iloc[0]
+        text = interval_text(row["value"], row["low"], row["high"], "+.1f")
+        out.append(
+            f"{name}: {start:.1f} -> {end:.1f} % at t={int(row['timestep'])} ({text} pp), "
+            f"{verdict(row['low'], row['high'])}"
+        )
+    return out
+
+
+def corruption_findings(run, summary: pd.DataFrame) -> list[str]:
+    out = []
+    for _, row in _last(summary, "relative_mce").iterrows():
+        # relative mCE is 1 at t = 0; below 1 is better: judge the interval of (mCE - 1)
+        text = interval_text(row["value"], row["low"], row["high"], ".3f")
+        word = verdict(1 - row["high"], 1 - row["low"], better="lower")
+        out.append(
+            f"relative mCE over {row['condition']} corruptions {text} at t={int(row['timestep'])} "
+            f"({int(row['n'])} images): error {word}"
+        )
+    return out
+
+
+def findings(runs: list) -> str | None:
+    """The "Findings" section: one bullet per evaluation run, its verdicts in words."""
+    lines = []
+    for run in runs:
+        if run.command not in EVALUATIONS:
+            continue
+        summary = read_summary(run.path)
+        if summary is None:
+            continue
+        parts = (noise_findings if run.command == "eval-noise" else corruption_findings)(
+            run, summary
+        )
+        if parts:
+            head = f"**{run.label}** ({setting(run)}; {decoder_quality(run, runs)}; {run.status})"
+            lines.append(f"- {head}: " + "; ".join(parts) + ".")
+    if not lines:
+        return None
+    intro = (
+        "What the dynamics did, from each run's summary.csv: the change from t = 0 to the last "
+        "timestep with its paired 95 % interval, and whether that interval tells its direction."
+    )
+    return "## Findings\n\n" + intro + "\n\n" + "\n".join(lines)
