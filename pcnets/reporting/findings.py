@@ -41,7 +41,7 @@ def decoder_quality(run, runs: list) -> str:
             if summary is not None and "r2_best" in summary.columns:
                 r2 = " ".join(f"{v:.2f}" for v in summary.sort_values("decoder")["r2_best"])
                 return f"decoders' held-out R^2 {r2} ({other.path.name})"
-    return f"decoders {path} (their R^2 is in the file; its train-feedback run is not in this report)"
+    return f"decoders {path} (their train-feedback run, with the R^2, is not in this report)"
 
 
 def setting(run) -> str:
