@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from pcnets.cli.completion import complete_overrides
 from pcnets.config import compose, override, show
 from pcnets.errors import PcnetsError
+from pcnets.runtime.failures import Terminated
 from pcnets.runtime.failures import guarded as closing_runs
 
 app = typer.Typer(
@@ -86,6 +87,9 @@ def command(
             except PcnetsError as err:
                 typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(2) from None
+            except Terminated:
+                typer.secho("terminated (SIGTERM): finished work is saved; rerun to resume", err=True)
+                raise typer.Exit(143) from None
             except KeyboardInterrupt:
                 typer.secho("interrupted: finished work is saved; rerun to resume", err=True)
                 raise typer.Exit(130) from None

@@ -1,11 +1,14 @@
-"""How a command ends when it does not finish: its run folders say "interrupted" (Ctrl-C) or
-"failed" (any error) in provenance.json, and a full disk or a lost permission is one line that
-says where the finished work is, never a traceback."""
+"""How a command ends when it does not finish: its run folders say "interrupted" (Ctrl-C, or
+SIGTERM from a scheduler such as SLURM) or "failed" (any error) in provenance.json, and a full
+disk or a lost permission is one line that says where the finished work is, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -56,11 +59,35 @@ def os_error_line(exc: OSError) -> str | None:
     return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a scheduler ending the job, `kill PID`): handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While active (main thread only), SIGTERM raises Terminated where the command is, so its
+    finished cells stay saved and its run folders say "interrupted". Training installs its own
+    handler inside (it checkpoints after the step in progress) and restores this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def guarded(fn: Callable, *args, **kwargs):
     """Call a command's function so that it ends in a finished, "interrupted" or "failed" run
     folder, with disk-full and permission errors turned into one PcnetsError line."""
     try:
-        return fn(*args, **kwargs)
+        with terminate_as_interrupt():
+            return fn(*args, **kwargs)
     except KeyboardInterrupt:
         close_open("interrupted")
         raise

@@ -365,3 +365,30 @@ def test_report_skips_a_broken_folder_and_keeps_figures_inside(tmp_path):
     )
     copied = [p for p in tmp_path.rglob("fig.png") if p.parent != root / "a"]
     assert len(copied) == 1 and (tmp_path / "rep" / "r_figures") in copied[0].parents
+
+
+def test_sigterm_ends_the_command_as_interrupted_keeping_finished_cells(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    argv = ["eval-noise", *TOY[:4], "data.size=32", "data.limit=64", "eval.bootstrap=10"]
+    argv += ["eval.sigmas=[0,0.5,1,1.5,2,3]", "device=cpu", "-T", "6", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pcnets", *argv], stderr=subprocess.PIPE, text=True, env=env
+    )
+    cells = out / "cells.jsonl"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if cells.is_file() and cells.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): finished work is saved")
+    assert json.loads((out / "provenance.json").read_text())["status"] == "interrupted"
+    done = [json.loads(line) for line in cells.read_text().splitlines()]
+    assert 1 <= len(done) < 6  # finished cells kept, the rest left for a rerun
