@@ -88,7 +88,8 @@ def command(
                 typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(2) from None
             except Terminated:
-                typer.secho("terminated (SIGTERM): finished work is saved; rerun to resume", err=True)
+                line = "terminated (SIGTERM): finished work is saved; rerun to resume"
+                typer.secho(line, err=True)
                 raise typer.Exit(143) from None
             except KeyboardInterrupt:
                 typer.secho("interrupted: finished work is saved; rerun to resume", err=True)
