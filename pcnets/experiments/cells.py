@@ -49,11 +49,12 @@ def open_session(
     its inputs are checked, so a network or dataset that fails leaves no run folder behind.
     ``evaluates``: the split the command reads, checked against what trained the decoders."""
     session = Session.start(command, cfg, run_folder=False)
-    if pnet is None:
+    own = pnet is None
+    if own:
         from pcnets.backbones import pnet_from_config
 
         pnet = pnet_from_config(cfg, session.device, evaluates)
-    return session, session.prepare(pnet)
+    return session, session.prepare(pnet, own=own)
 
 
 def finish(session: Session, render: Callable[[Path], list[str]]) -> Result:

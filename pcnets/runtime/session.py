@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +87,13 @@ class Session:
     def path(self) -> Path | None:
         return self.run_folder.path if self.run_folder is not None else None
 
-    def prepare(self, pnet):
+    def prepare(self, pnet, own: bool = True):
         """The network on this session's device, in eval mode, with its memory format and
-        compilation (cuDNN autotuning on CUDA)."""
+        compilation (cuDNN autotuning on CUDA). BatchNorm is folded only into a network the
+        command built itself (``own``): a caller's network keeps its backbone's weights as they
+        are, and the run's numerics then say so."""
+        if not own and self.numerics.fold_bn:
+            self.numerics = replace(self.numerics, fold_bn=False)
         return prepare(pnet, self.numerics)
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -63,3 +63,28 @@ def test_a_batchnorm_registered_before_the_conv_it_follows_is_left_alone():
     assert not getattr(model.bn, "_pcnets_folded", False)
     x = torch.rand(1, 3, 16, 16)
     assert torch.allclose(model(x), copy.deepcopy(model)(x)) and before.shape == (1, 3, 16, 16)
+
+
+def test_a_session_folds_only_the_networks_its_command_built():
+    from pcnets.config import compose
+    from pcnets.runtime.session import Session
+
+    def net():
+        torch.manual_seed(0)
+        pnet = build_pnet("efficientnet_lite0", pretrained=False, probe_size=64).eval()
+        _randomise_batchnorm(pnet.backbone)
+        return pnet
+
+    cfg = compose(["device=cpu", "fold_bn=true"])
+    theirs = net()
+    before = copy.deepcopy(theirs.backbone.state_dict())
+    session = Session.start("eval-noise", cfg, run_folder=False)
+    session.prepare(theirs, own=False)
+    after = theirs.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the caller's weights as given
+    assert "fold_bn" not in session.numerics.label
+    ours = Session.start("eval-noise", cfg, run_folder=False)
+    folded = ours.prepare(net())
+    assert "fold_bn" in ours.numerics.label
+    changed = folded.backbone.state_dict()
+    assert any(not torch.equal(before[k], changed[k]) for k in before)

@@ -69,11 +69,12 @@ def run(
     spec = AttackSpec.from_config(cfg.attack, seed=int(cfg.get("seed", 0)))
     session = Session.start("attack", cfg)
     device, folder = session.device, session.run_folder
-    if pnet is None:
+    own = pnet is None
+    if own:
         from pcnets.backbones import pnet_from_config
 
         pnet = pnet_from_config(cfg, device)
-    pnet = session.prepare(pnet).requires_grad_(False)
+    pnet = session.prepare(pnet, own=own).requires_grad_(False)
     if dataset is None:
         from pcnets.data import build_dataset
 
