@@ -15,18 +15,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from pcnets.core.adjoint import adjoint_predict_and_gradient, decoder_plan
 from pcnets.core.decoders import read_decoder_file
 from pcnets.core.dynamics import (
-    REDUCTIONS,
-    adjoint_predict_and_gradient,
-    decoder_plan,
     decoder_window,
     error_scale,
     pc_update,
     pc_update_fused,
     predict_and_gradient,
 )
-from pcnets.core.guards import check_finite, check_timesteps, hyper_tensor
+from pcnets.core.guards import REDUCTIONS, check_finite, check_timesteps, hyper_tensor
 from pcnets.errors import PcnetsError, suggest
 
 
