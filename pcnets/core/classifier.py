@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pcnets.core.pnet import PredictiveNet, _RunState
+from pcnets.core.pnet import PredictiveNet
+from pcnets.core.run_state import _RunState
 
 # Below this many timesteps the stored graph is small enough that recomputing does not pay.
 CHECKPOINT_FROM = 2

@@ -18,6 +18,8 @@ from pcnets.errors import PcnetsError
 MAX_TIMESTEPS = 100
 # The upper end of each hyperparameter (alpha, the error-correction rate, has none).
 UPPER = {"beta": 1.0, "lam": 1.0, "alpha": math.inf}
+# How the decoder error is reduced over a batch (pc.error_reduction).
+REDUCTIONS = ("per_sample", "batch_mean")
 
 
 def hyper_tensor(key: str, value, n: int) -> Tensor:

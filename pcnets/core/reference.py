@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pcnets.core.pnet import Hyper, PredictiveNet
+from pcnets.core.pnet import PredictiveNet
+from pcnets.core.run_state import Hyper
 from pcnets.errors import PcnetsError
 
 

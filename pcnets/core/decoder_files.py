@@ -1,0 +1,53 @@
+"""Decoder files of a PredictiveNet: the checkpoint dict it writes (format pcnets-decoders-v1),
+writing it atomically, and loading one back after checking that it fits this backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from pcnets.core.decoders import read_decoder_file
+from pcnets.errors import PcnetsError
+
+if TYPE_CHECKING:
+    from pcnets.core.pnet import PredictiveNet
+
+
+def decoder_checkpoint(pnet: PredictiveNet, **meta) -> dict:
+    """The dict a decoder file holds: format, backbone, encoders, decoder weights, ``meta``."""
+    return {
+        "format": "pcnets-decoders-v1",
+        "backbone": pnet.name,
+        "encoders": pnet.encoder_names,
+        "decoders": pnet.decoders.state_dict(),
+        **meta,
+    }
+
+
+def save_decoders(pnet: PredictiveNet, path: str | Path, **meta) -> None:
+    """Write the decoders to ``path`` (atomically: a .tmp file, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(decoder_checkpoint(pnet, **meta), tmp)
+    tmp.replace(path)
+
+
+def load_decoders(pnet: PredictiveNet, path: str | Path) -> dict:
+    """Load a decoder file written by save_decoders (or `pcnets import-decoders`)."""
+    ckpt = read_decoder_file(path)
+    if ckpt["backbone"] != pnet.name or list(ckpt["encoders"]) != pnet.encoder_names:
+        raise PcnetsError(
+            f"{path} holds decoders for backbone {ckpt['backbone']!r} with encoders "
+            f"{list(ckpt['encoders'])}, not {pnet.name!r} with {pnet.encoder_names}"
+        )
+    try:
+        pnet.decoders.load_state_dict(ckpt["decoders"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise PcnetsError(
+            f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}"
+        ) from None
+    pnet._windows.clear()
+    return ckpt
