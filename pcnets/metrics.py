@@ -1,7 +1,9 @@
-"""Accuracy, corruption errors (CE), mean corruption errors (mCE) and bootstrap intervals.
+"""Accuracy, corruption errors (CE), mean corruption errors (mCE) and their bootstrap intervals.
 
 Arrays of error rates are laid out (..., corruption, severity, timestep); per-image correctness
-is (image, ...). Leading axes are kept, so one call scores every bootstrap resample at once.
+is (image, ...). Leading axes are kept, so one call scores every bootstrap resample at once. The
+general intervals (Wilson, bootstrap means, percentile and ratio intervals) live in
+pcnets.intervals and are importable from here too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from pcnets.intervals import (  # noqa: F401 - re-exported: pcnets.metrics keeps its names
+    accuracy_interval,
+    bootstrap_means,
+    percentile_interval,
+    ratio_interval,
+    wilson_interval,
+)
 
 # AlexNet's top-1 error averaged over the 5 severities (METHOD.md section 7; Hendrycks et al.).
 ALEXNET_ERR: dict[str, float] = {
@@ -59,21 +69,6 @@ def rates(
     table["accuracy"] = accuracy(table[correct].to_numpy(), table[total].to_numpy())
     table["error"] = 1.0 - table["accuracy"]
     return table
-
-
-def wilson_interval(successes, total, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
-    """The Wilson score interval (95 % by default) of a binomial rate from counts: it stays
-    inside [0, 1] and is honest at 0/n and n/n, where the normal approximation collapses.
-    A total of 0 gives (0, 1)."""
-    k = np.asarray(successes, dtype=np.float64)
-    n = np.asarray(total, dtype=np.float64)
-    safe = np.where(n > 0, n, 1.0)
-    p = k / safe
-    centre = (p + z * z / (2 * safe)) / (1 + z * z / safe)
-    half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / (1 + z * z / safe)
-    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
-    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
-    return (low.item(), high.item()) if low.ndim == 0 else (low, high)
 
 
 def corruption_error(errors, reference=None):
@@ -174,52 +169,6 @@ def corruption_table(errors, corruptions: Sequence[str]) -> pd.DataFrame:
         for t in range(ce.shape[1])
     ]
     return pd.DataFrame(rows)
-
-
-def bootstrap_means(correct, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
-    """Mean correctness of `n_resamples` resamples of the images (axis 0) drawn with replacement:
-    shape (n_resamples, *conditions). Counts-times-matrix in chunks: fast, bounded memory."""
-    x = np.asarray(correct)
-    n = x.shape[0]
-    flat = x.reshape(n, -1).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_resamples, flat.shape[1]), dtype=np.float64)
-    step = max(1, min(n_resamples, 2**22 // max(n, 1)))
-    for start in range(0, n_resamples, step):
-        b = min(step, n_resamples - start)
-        picks = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
-        counts = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
-        out[start : start + b] = counts @ flat / n
-    return out.reshape(n_resamples, *x.shape[1:])
-
-
-def percentile_interval(samples, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """The (low, high) percentile interval of bootstrap statistics over axis 0 (NaNs ignored)."""
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.nanpercentile(np.asarray(samples, dtype=np.float64), [tail, 100 - tail], axis=0)
-    return low, high
-
-
-def accuracy_interval(
-    correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(accuracy, low, high) per condition from per-image correctness (image, *conditions)."""
-    point = np.asarray(correct, dtype=np.float64).mean(axis=0)
-    low, high = percentile_interval(bootstrap_means(correct, n_resamples, seed), level)
-    return point, low, high
-
-
-def ratio_interval(samples, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """percentile_interval of bootstrap ratios that may be +inf (a resample whose denominator,
-    e.g. the feedforward CE, is 0): such bounds are inf instead of NaN."""
-    samples = np.asarray(samples, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        low, high = percentile_interval(samples, level)
-    unbounded = np.isposinf(samples).any(axis=0)
-    return (
-        np.where(np.isnan(low) & unbounded, np.inf, low),
-        np.where(np.isnan(high) & unbounded, np.inf, high),
-    )
 
 
 def mce_intervals(

@@ -45,7 +45,7 @@ def load_image() -> np.ndarray:
     """A real ImageNet image (Resize 256, CenterCrop 224) if the sample is there, else noise."""
     path = Path(os.environ.get("PCNETS_DATA_DIR", "/work/shared/data")) / SAMPLE
     if path.is_file():
-        from pcnets.data.imagenet_c import preprocess
+        from pcnets.data.imagenet_c_layout import preprocess
 
         with Image.open(path) as img:
             return np.asarray(preprocess(224)(img.convert("RGB")))

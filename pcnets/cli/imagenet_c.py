@@ -36,8 +36,9 @@ def make_imagenet_c(
     """Corrupt ImageNet val images into an ImageNet-C tree; rerun to resume an interrupted run.
     Prints each corruption's CPU seconds per image and images/s per core, and writes them to
     <out>/timing.csv (the files written in this run)."""
-    from pcnets.data.imagenet_c import JPEG_QUALITY, timing_csv
-    from pcnets.data.imagenet_c import make_imagenet_c as make
+    from pcnets.data.imagenet_c_layout import JPEG_QUALITY
+    from pcnets.data.imagenet_c_make import make_imagenet_c as make
+    from pcnets.data.imagenet_c_make import timing_csv
     from pcnets.runtime.files import atomic_write
 
     counts = make(

@@ -15,7 +15,8 @@ from torchvision.transforms import functional as TF
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import ImageFiles, WithIndex, dataset_samples, effective_split, select_indices
 from pcnets.data.classes import class_labels
-from pcnets.data.imagenet_c import ImageNetCFolder, cell_dataset, check_config
+from pcnets.data.imagenet_c import cell_dataset, check_config
+from pcnets.data.imagenet_c_tree import ImageNetCFolder
 from pcnets.errors import PcnetsError
 from pcnets.experiments.cells import (
     Cell,

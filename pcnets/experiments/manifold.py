@@ -21,7 +21,7 @@ from pcnets.data import WithIndex, build_dataset
 from pcnets.data.noise import add_noise, image_noise
 from pcnets.errors import PcnetsError
 from pcnets.experiments.cells import open_session
-from pcnets.metrics import bootstrap_means, percentile_interval
+from pcnets.intervals import bootstrap_means, percentile_interval
 from pcnets.progress import progress as bar_of
 from pcnets.reporting.manifold import render
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size

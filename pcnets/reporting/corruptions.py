@@ -16,14 +16,8 @@ from omegaconf import OmegaConf
 
 from pcnets.data.images import skipped_note
 from pcnets.errors import PcnetsError
-from pcnets.metrics import (
-    ALEXNET_ERR,
-    ALL_CORRUPTIONS,
-    SEVERITIES,
-    bootstrap_means,
-    mce_intervals,
-    ratio_interval,
-)
+from pcnets.intervals import bootstrap_means, ratio_interval
+from pcnets.metrics import ALEXNET_ERR, ALL_CORRUPTIONS, SEVERITIES, mce_intervals
 from pcnets.reporting.corruption_figures import grid_figure, mce_figure
 from pcnets.reporting.corruption_text import corruption_lines, labelled
 from pcnets.reporting.tables import bootstrap_settings, summary_row, write_summary

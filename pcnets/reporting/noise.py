@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from pcnets.data.images import skipped_note
 from pcnets.data.noise import check_noise_space
 from pcnets.errors import PcnetsError
-from pcnets.metrics import bootstrap_means, percentile_interval
+from pcnets.intervals import bootstrap_means, percentile_interval
 from pcnets.reporting.figures import Curve, Panel, save_panels
 from pcnets.reporting.tables import (
     bootstrap_settings,

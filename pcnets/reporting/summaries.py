@@ -1,15 +1,18 @@
-"""The report's paper-style summary tables of eval-noise, eval-corruptions, tune and manifold runs.
+"""The report's paper-style summary tables of eval-noise, eval-corruptions, attack, tune and
+manifold runs (SUMMARIES, in the report's order).
 
 Each number is taken from the run's own summary.csv (written beside its table.md), so the report
 says what the run's table says: the same values, intervals, units and corruption counts. A run
 folder made before summary.csv existed is summarised from its counts (metrics.csv) or
-hyper.json instead, and its row says so in the unit column.
+hyper.json instead, and its row says so in the unit column. The attack table is summed from the
+counts in metrics.csv.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from pcnets.reporting.run_folders import RunFolder
 from pcnets.reporting.tables import interval_text, markdown_table, read_summary
 
 
@@ -168,3 +171,36 @@ def manifold_summary(runs: list) -> str | None:
         "### Convergence to clean representations (distance relative to t = 0, last timestep)\n\n"
         + markdown_table(pd.DataFrame(rows), 3)
     )
+
+
+def attack_summary(runs: list[RunFolder]) -> str | None:
+    """Attack success rate per epsilon and timestep per run (and per attack, when metrics.csv
+    has an "attack" column), when metrics.csv has columns eps, timestep, total and one count of
+    successes (success, successes or fooled); with a "kind" column, only the attacks through the
+    unrolled dynamics (not the transfer rows)."""
+    rows = []
+    for run in runs:
+        df = run.metrics
+        if "kind" in df.columns:
+            df = df[df["kind"] == "unrolled"]
+        hit = next((c for c in ("success", "successes", "fooled") if c in df.columns), None)
+        if (
+            run.command != "attack"
+            or hit is None
+            or not has_columns(df, "eps", "timestep", "total")
+        ):
+            continue
+        keys = ["attack", "eps"] if "attack" in df.columns else ["eps"]
+        counts = df.groupby([*keys, "timestep"])[[hit, "total"]].sum()
+        rate = (counts[hit] / counts["total"]).unstack("timestep")
+        for key, series in rate.iterrows():
+            key = key if isinstance(key, tuple) else (key,)
+            row = {"run": run.label, **dict(zip(keys, key, strict=True))}
+            row.update({f"t{int(t)}": v for t, v in series.items()})
+            rows.append(row)
+    if not rows:
+        return None
+    return "### Attack success rate per timestep\n\n" + markdown_table(pd.DataFrame(rows), 3)
+
+
+SUMMARIES = (noise_summary, corruption_summary, attack_summary, tune_summary, manifold_summary)

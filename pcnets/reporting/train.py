@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from pcnets.reporting.figures import save_figure
-from pcnets.reporting.report import markdown_table
+from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.files import atomic_write
 
 

@@ -233,7 +233,7 @@ def test_resolve_names_and_severities():
 
 
 def _real_image(sample_root) -> np.ndarray:
-    from pcnets.data.imagenet_c import preprocess
+    from pcnets.data.imagenet_c_layout import preprocess
 
     path = sorted((sample_root / "val").glob("*/*"))[0]
     with Image.open(path) as img:

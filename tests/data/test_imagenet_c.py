@@ -15,16 +15,10 @@ from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 from pcnets.cli import app
-from pcnets.data.imagenet_c import (
-    CorruptedDataset,
-    ImageNetCFolder,
-    cell_dataset,
-    check_config,
-    check_tree,
-    make_imagenet_c,
-    preprocess,
-    val_images,
-)
+from pcnets.data.imagenet_c import CorruptedDataset, cell_dataset, check_config
+from pcnets.data.imagenet_c_layout import preprocess, val_images
+from pcnets.data.imagenet_c_make import make_imagenet_c
+from pcnets.data.imagenet_c_tree import ImageNetCFolder, check_tree
 from pcnets.errors import PcnetsError
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "corruptions"

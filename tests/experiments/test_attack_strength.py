@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from pcnets.cli import app
 from pcnets.config import compose
 from pcnets.experiments.attack import UnrolledModel, run_attack
-from pcnets.metrics import wilson_interval
+from pcnets.intervals import wilson_interval
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

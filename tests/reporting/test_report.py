@@ -16,7 +16,8 @@ from pcnets.config import compose
 from pcnets.errors import PcnetsError
 from pcnets.experiments.manifold import summarize
 from pcnets.reporting.manifold import manifold_figure
-from pcnets.reporting.report import find_runs, load_run, write_report
+from pcnets.reporting.report import write_report
+from pcnets.reporting.run_folders import find_runs, load_run
 from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.runs import Run, cell_key
 

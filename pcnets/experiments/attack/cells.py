@@ -19,7 +19,7 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.experiments.attack import attacks
 from pcnets.experiments.attack.selection import Selection, load_images
 from pcnets.experiments.attack.spec import AttackSpec
-from pcnets.metrics import wilson_interval
+from pcnets.intervals import wilson_interval
 from pcnets.runtime.distributed import all_reduce_sum
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.memory import PeakMemory

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from pcnets.experiments.attack.attacks import attack_images, attack_loss, batch_seed, succeeded
 from pcnets.experiments.attack.spec import GRADIENT_FREE, SIGN_ATTACKS, AttackSpec
-from pcnets.metrics import wilson_interval
+from pcnets.intervals import wilson_interval
 
 NO_PATH = "no gradient path to the input"
 MODEL_CHECKS = ("gradients_finite_nonzero", "large_eps_succeeds", "t0_equals_feedforward")

