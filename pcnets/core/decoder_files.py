@@ -1,4 +1,4 @@
-"""Decoder files of a PredictiveNet: the checkpoint dict it writes (format pcnets-decoders-v1),
+"""Decoder files of a PredictiveNet: the checkpoint dict it writes (decoders.DECODER_FORMAT),
 writing it atomically, and loading one back after checking that it fits this backbone."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pcnets.core.decoders import read_decoder_file
+from pcnets.core.decoders import DECODER_FORMAT, read_decoder_file
 from pcnets.errors import PcnetsError
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def decoder_checkpoint(pnet: PredictiveNet, **meta) -> dict:
     """The dict a decoder file holds: format, backbone, encoders, decoder weights, ``meta``."""
     return {
-        "format": "pcnets-decoders-v1",
+        "format": DECODER_FORMAT,
         "backbone": pnet.name,
         "encoders": pnet.encoder_names,
         "decoders": pnet.decoders.state_dict(),

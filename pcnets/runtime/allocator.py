@@ -34,6 +34,11 @@ def keep_freed_memory() -> bool:
     return applied
 
 
+def allocator_label() -> str:
+    """What provenance.json records: "keep-freed" when the switch is on, else "system"."""
+    return "keep-freed" if _state.get("applied") else "system"
+
+
 def _apply() -> bool:
     if os.environ.get("PCNETS_ALLOCATOR", "").lower() == "system" or not sys.platform.startswith(
         "linux"

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from pcnets.runtime import distributed
-from pcnets.runtime.allocator import keep_freed_memory
+from pcnets.runtime.allocator import allocator_label, keep_freed_memory
 from pcnets.runtime.devices import resolve_device
 from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, Prefetcher, autocast, numerics, prepare, to_device
@@ -124,5 +124,7 @@ class Session:
         """Mark the run folder finished (or ``status``, e.g. "suspect"), recording the numerics
         that made it."""
         if self.run_folder is not None:
-            self.run_folder.finish(status=status, numerics=self.numerics.label, **extra)
+            self.run_folder.finish(
+                status=status, numerics=self.numerics.label, allocator=allocator_label(), **extra
+            )
         distributed.barrier()

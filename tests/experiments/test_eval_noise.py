@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -105,6 +107,11 @@ def test_counts_equal_a_hand_loop_over_the_same_seeded_noise(tmp_path):
     clean = result.metrics[result.metrics["sigma"] == 0]["correct"].tolist()
     noisy = result.metrics[result.metrics["sigma"] == 1.0]["correct"].tolist()
     assert clean != noisy
+    # the run says how it was made: numerics and, on Linux, the allocator switch
+    prov = json.loads((result.path / "provenance.json").read_text())
+    assert prov["numerics"] == "fp32+fold_bn" or prov["numerics"] == "fp32"
+    if sys.platform.startswith("linux") and os.environ.get("PCNETS_ALLOCATOR") != "system":
+        assert prov["allocator"] == "keep-freed"
 
 
 def test_the_noise_of_an_image_is_the_same_whatever_the_batch(tmp_path):

@@ -18,7 +18,10 @@ SCRIPT = textwrap.dedent(
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
+    from pcnets.runtime.allocator import allocator_label
+
     applied = keep_freed_memory()
+    assert allocator_label() == ("keep-freed" if applied else "system")
     x = torch.ones(2**25)  # 128 MiB, above glibc's largest mmap threshold
     held = rss_mb()
     del x
