@@ -5,8 +5,10 @@ timesteps' graphs stored or recomputed (checkpoint), for the memory-vs-T table o
     OMP_NUM_THREADS=1 python scripts/attack_memory.py --backbone vgg16 --size 64 --random-weights
 
 One attack step = the logits at T and the input gradient of their cross-entropy (what BIM, PGD
-and APGD do per iteration). Memory: runtime.memory.PeakMemory (CPU: peak RSS above the level
-before the step; CUDA: max allocated), divided by the batch size; the median of the repeats.
+and APGD do per iteration). Memory, divided by the batch size, median of the repeats:
+runtime.memory.PeakMemory (CPU: peak RSS above the level before the step, allocator slack
+included; CUDA: max allocated) and, on a CPU, the peak of live tensor bytes that
+torch.profiler's memory events give (exact: what the tensors of the step hold at its peak).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 
 import torch
 from torch.nn import functional as F
+from torch.profiler import ProfilerActivity, profile
 
 from pcnets import build_pnet
 from pcnets.core.classifier import classifier
@@ -28,6 +31,19 @@ def step(model, x: torch.Tensor, labels: torch.Tensor) -> None:
     xx = x.clone().requires_grad_(True)
     loss = F.cross_entropy(model(xx), labels)
     torch.autograd.grad(loss, xx)
+
+
+def live_peak_bytes(fn) -> int:
+    """The largest sum of live tensor bytes while ``fn()`` runs (CPU; torch.profiler)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = prof.profiler.kineto_results.events()
+    changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    level = peak = 0
+    for _, nbytes in changes:
+        level += nbytes
+        peak = max(peak, level)
+    return peak
 
 
 def main() -> None:
@@ -45,8 +61,8 @@ def main() -> None:
     x = torch.rand(args.batch, 3, args.size, args.size, device=device)
     labels = torch.zeros(args.batch, dtype=torch.long, device=device)
     print(f"{args.backbone} {args.size}px batch {args.batch} on {device}")
-    print("| T | checkpoint | peak MB per image | seconds per step |")
-    print("|---|---|---|---|")
+    print("| T | checkpoint | peak MB per image | live tensors MB per image | seconds per step |")
+    print("|---|---|---|---|---|")
     for t in (int(v) for v in args.timesteps.split(",")):
         for checkpoint in (False, True) if t > 0 else (False,):
             model = classifier(pnet, t, checkpoint=checkpoint)
@@ -58,9 +74,13 @@ def main() -> None:
                     step(model, x, labels)
                     seconds.append(time.perf_counter() - start)
                 peaks.append(memory.peak / 2**20 / args.batch)
+            live = "-"
+            if device.type == "cpu":
+                live_mb = live_peak_bytes(lambda m=model: step(m, x, labels)) / 2**20
+                live = f"{live_mb / args.batch:.1f}"
             print(
                 f"| {t} | {'on' if checkpoint else 'off'} | {statistics.median(peaks):.0f} | "
-                f"{statistics.median(seconds):.2f} |",
+                f"{live} | {statistics.median(seconds):.2f} |",
                 flush=True,
             )
 

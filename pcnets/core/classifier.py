@@ -5,8 +5,9 @@ Gradients flow through every timestep and through the error-gradient term (doubl
 through the decoders) when they are asked for: the input requires grad and grad mode is on.
 Otherwise the graph-free path runs (nothing kept). With ``checkpoint`` each timestep's graph is
 recomputed during the backward pass instead of stored (activation checkpointing), so the memory of
-an attack step stays nearly flat in T: only the carried states e_n, d_n and g_n of each timestep
-are kept, at the price of one more forward pass per timestep.
+an attack step stays nearly flat in T: only the states e_n of each timestep are kept (the
+predictions and error gradients are remade from them), at the price of one more forward pass
+per timestep.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pcnets.core.dynamics import predict_and_gradient
 from pcnets.core.pnet import PredictiveNet
 from pcnets.core.run_state import _RunState
 
@@ -77,7 +79,7 @@ def unrolled_checkpointed(pnet: PredictiveNet, x: Tensor, timesteps: int) -> Ten
     e0 = pnet.normalize(x)
     carry: tuple = ()
     for t in range(timesteps + 1):
-        out = _Timestep.apply(pnet, state, t, t < timesteps, e0, *carry)
+        out = _Timestep.apply(pnet, state, t, e0, *carry)
         logits, carry = out[0], out[1:]
     return logits
 
@@ -87,49 +89,52 @@ class _Timestep(torch.autograd.Function):
     (backbone, update, decoders, double backward) when the gradient reaches it."""
 
     @staticmethod
-    def forward(ctx, pnet, state, t, feedback, e0, *carry):
-        ctx.pnet, ctx.state, ctx.t, ctx.feedback = pnet, state, t, feedback
-        ctx.save_for_backward(e0, *[c for c in carry if c is not None])
-        ctx.missing = [c is None for c in carry]
+    def forward(ctx, pnet, state, t, e0, *carry):
+        ctx.pnet, ctx.state, ctx.t = pnet, state, t
+        ctx.save_for_backward(e0, *carry)
         with torch.enable_grad():
-            out = _timestep(pnet, state, e0.detach(), t, feedback, *_detached(carry))
-        return tuple(None if o is None else o.detach() for o in out)
+            out = _timestep(pnet, state, e0.detach(), t, *_detached(carry))
+        state.prev = state.pred = state.grad = state.e = None  # let this timestep's graph go
+        return tuple(o.detach() for o in out)
 
     @staticmethod
     def backward(ctx, *grads):
-        saved = list(ctx.saved_tensors)
-        e0, present = saved[0], iter(saved[1:])
-        carry = [None if gone else next(present) for gone in ctx.missing]
+        e0, *carry = ctx.saved_tensors
         inputs = [e0.detach().requires_grad_(True), *_detached(carry, grad=True)]
         with torch.enable_grad():
-            out = _timestep(ctx.pnet, ctx.state, inputs[0], ctx.t, ctx.feedback, *inputs[1:])
-        pairs = [(o, g) for o, g in zip(out, grads, strict=True) if o is not None and g is not None]
-        wanted = [i for i in inputs if i is not None]
+            out = _timestep(ctx.pnet, ctx.state, inputs[0], ctx.t, *inputs[1:])
+        pairs = [(o, g) for o, g in zip(out, grads, strict=True) if g is not None]
         found = torch.autograd.grad(
-            [o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True
+            [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
         )
-        found = iter(found)
-        return (None, None, None, None, *[None if i is None else next(found) for i in inputs])
+        return (None, None, None, *found)
 
 
 def _detached(carry, grad: bool = False) -> list:
-    return [None if c is None else c.detach().requires_grad_(grad) for c in carry]
+    return [c.detach().requires_grad_(grad) for c in carry]
 
 
-def _timestep(
-    pnet: PredictiveNet, state: _RunState, e0: Tensor, t: int, feedback: bool, *carry
-) -> tuple:
+def _timestep(pnet: PredictiveNet, state: _RunState, e0: Tensor, t: int, *prev: Tensor) -> tuple:
     """One timestep of PredictiveNet.steps (METHOD.md section 2) from the previous timestep's
-    e_n, d_n and g_n; returns the logits and this timestep's e_n, d_n, g_n."""
+    states e_n(t-1) alone; returns the logits and this timestep's e_n.
+
+    The predictions d_{n-1}(t-1) and error gradients g_n(t-1) are made here, from e(t-1), rather
+    than at the end of timestep t-1 as the engine does: the same inputs and the same numbers, but
+    only the states are carried (and kept) between timesteps, a third of e, d and g."""
     n = pnet.num_encoders
-    state.t, state.feedback, state.x = t, feedback, e0
-    if carry:
-        state.prev, state.pred, state.grad = (list(carry[k * n : (k + 1) * n]) for k in range(3))
-    state.e, state.new_pred = [None] * n, [None] * n
-    state.new_grad, state.errors = [None] * n, [None] * n
+    state.t, state.feedback, state.x = t, False, e0
+    if prev:
+        state.prev, state.pred, state.grad = list(prev), [None] * n, [None] * n
+        for i in range(n):
+            target = e0 if i == 0 else prev[i - 1]
+            pred, _, grad = predict_and_gradient(
+                pnet.decoders[i], prev[i], target, state.reduction, differentiable=True
+            )
+            state.pred[i], state.grad[i] = pred, grad
+    state.e = [None] * n
     pnet._state = state
     try:
         logits = pnet.backbone(e0)
     finally:
         pnet._state = None
-    return (logits, *state.e, *state.new_pred, *state.new_grad)
+    return (logits, *state.e)

@@ -50,3 +50,26 @@ def test_without_gradients_it_is_the_graph_free_run_and_stays_in_eval_mode():
         assert torch.equal(out, pnet.run(x, 3)[-1])
     assert not out.requires_grad
     assert all(not p.requires_grad for p in pnet.parameters())
+
+
+def test_only_the_states_are_kept_between_recomputed_timesteps():
+    """Each recomputed timestep keeps e0 and the previous timestep's states e_n, nothing else:
+    not the predictions and error gradients (remade from the states in the backward pass)."""
+    pnet = tiny_pnet(size=8)
+    pnet.set_hyperparameters(beta=0.6, lam=0.2, alpha=0.5)
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    timesteps = 5
+    out = classifier(pnet, timesteps, checkpoint=True)(x)
+    nodes, seen, todo = [], set(), [out.grad_fn]
+    while todo:  # the _Timestep nodes, walking back from the logits
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node).__name__ == "_TimestepBackward":
+            nodes.append(node)
+        todo += [f for f, _ in node.next_functions]
+    kept = {t.untyped_storage().data_ptr(): t.numel() for n in nodes for t in n.saved_tensors}
+    states = 3 * sum(c * h * w for c, h, w in pnet.feature_shapes(8)[1:])  # batch 3; [0]: image
+    assert len(nodes) == timesteps + 1
+    assert sum(kept.values()) == x.numel() + timesteps * states
