@@ -88,21 +88,35 @@ def adjoint_predict_and_gradient(
         grad_pred = diff.mul_(2.0 / k)
         if plan.relu:
             grad_pred = torch.ops.aten.threshold_backward(grad_pred, pred, 0)
-        c = plan.conv
-        grad_u = F.conv2d(grad_pred, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
-        if plan.up is None:
-            return pred, per_sample, grad_u
-        scale = plan.up.scale_factor
-        sh, sw = (scale, scale) if not isinstance(scale, tuple) else scale
-        grad = torch.ops.aten.upsample_bilinear2d_backward(
-            grad_u,
-            list(u.shape[-2:]),
-            list(e.shape),
-            bool(plan.up.align_corners),
-            float(sh),
-            float(sw),
-        )
-        return pred, per_sample, grad
+        return pred, per_sample, adjoint_apply(plan, grad_pred, e.shape)
+
+
+def adjoint_apply(plan: DecoderPlan, w: Tensor, e_shape: torch.Size) -> Tensor:
+    """Up^T(ConvT^T(w)): the transpose of the decoder's linear part (no bias, no ReLU) applied to
+    ``w`` (shaped like the prediction), back in the shape of the decoder's input ``e_shape``."""
+    c = plan.conv
+    grad_u = F.conv2d(w, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
+    if plan.up is None:
+        return grad_u
+    scale = plan.up.scale_factor
+    sh, sw = (scale, scale) if not isinstance(scale, tuple) else scale
+    return torch.ops.aten.upsample_bilinear2d_backward(
+        grad_u,
+        list(grad_u.shape[-2:]),
+        list(e_shape),
+        bool(plan.up.align_corners),
+        float(sh),
+        float(sw),
+    )
+
+
+def linear_apply(plan: DecoderPlan, v: Tensor) -> Tensor:
+    """ConvT(Up(v)) without the bias and the ReLU: the decoder's linear part applied to ``v``."""
+    c = plan.conv
+    u = plan.up(v) if plan.up is not None else v
+    return F.conv_transpose2d(
+        u, c.weight, None, c.stride, c.padding, c.output_padding, c.groups, c.dilation
+    )
 
 
 # oneDNN reorders a ConvTranspose2d weight into its own layout at every call, which costs as

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pcnets.core.adjoint import decoder_plan
+from pcnets.core.adjoint_grad import differentiable_step
 from pcnets.core.dynamics import predict_and_gradient
 from pcnets.core.pnet import PredictiveNet
 from pcnets.core.run_state import _RunState
@@ -125,11 +127,15 @@ def _timestep(pnet: PredictiveNet, state: _RunState, e0: Tensor, t: int, *prev: 
     state.t, state.feedback, state.x = t, False, e0
     if prev:
         state.prev, state.pred, state.grad = list(prev), [None] * n, [None] * n
-        for i in range(n):
+        for i, decoder in enumerate(pnet.decoders):
             target = e0 if i == 0 else prev[i - 1]
-            pred, _, grad = predict_and_gradient(
-                pnet.decoders[i], prev[i], target, state.reduction, differentiable=True
-            )
+            plan = decoder_plan(decoder)
+            if plan is not None and not any(p.requires_grad for p in decoder.parameters()):
+                pred, grad = differentiable_step(plan, prev[i], target, state.reduction)
+            else:
+                pred, _, grad = predict_and_gradient(
+                    decoder, prev[i], target, state.reduction, differentiable=True
+                )
             state.pred[i], state.grad[i] = pred, grad
     state.e = [None] * n
     pnet._state = state
