@@ -15,11 +15,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.backbones.sources import SOURCES, make_transform
-from pcnets.backbones.weights import (  # noqa: F401 - re-exported
-    fetch_state_dict,
-    lite0_package_state_dict,
+from pcnets.backbones.weights import (
     load_weights,
-    read_state_dict,
 )
 from pcnets.config import compose, options
 from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs, report_quality

@@ -84,11 +84,15 @@ def adjoint_predict_and_gradient(
         per_sample = diff.square().mean(dim=tuple(range(1, diff.dim()))) if need_error else None
         if not need_grad:
             return pred, per_sample, None
-        k = diff[0].numel() * (diff.shape[0] if reduction == "batch_mean" else 1)
-        grad_pred = diff.mul_(2.0 / k)
+        grad_pred = diff.mul_(2.0 / error_elements(diff, reduction))
         if plan.relu:
             grad_pred = torch.ops.aten.threshold_backward(grad_pred, pred, 0)
         return pred, per_sample, adjoint_apply(plan, grad_pred, e.shape)
+
+
+def error_elements(pred: Tensor, reduction: str) -> int:
+    """K of the mean squared error: the elements of one sample (per_sample) or of the batch."""
+    return pred[0].numel() * (pred.shape[0] if reduction == "batch_mean" else 1)
 
 
 def adjoint_apply(plan: DecoderPlan, w: Tensor, e_shape: torch.Size) -> Tensor:

@@ -22,6 +22,7 @@ from pcnets.core.adjoint import (
     DecoderPlan,
     adjoint_apply,
     adjoint_predict_and_gradient,
+    error_elements,
     linear_apply,
 )
 
@@ -33,7 +34,7 @@ class DecoderStep(torch.autograd.Function):
     def forward(ctx, e: Tensor, target: Tensor, plan: DecoderPlan, reduction: str):
         pred, _, grad = adjoint_predict_and_gradient(plan, e, target, reduction, need_error=False)
         ctx.plan, ctx.e_shape = plan, e.shape
-        ctx.k = pred[0].numel() * (pred.shape[0] if reduction == "batch_mean" else 1)
+        ctx.k = error_elements(pred, reduction)
         ctx.save_for_backward(pred > 0 if plan.relu else None)
         return pred, grad
 

@@ -79,9 +79,10 @@ def unrolled_checkpointed(pnet: PredictiveNet, x: Tensor, timesteps: int) -> Ten
     if state.scaling:
         pnet.estimate_windows(tuple(x.shape[-2:]))
     e0 = pnet.normalize(x)
+    plans = [_frozen_plan(d) for d in pnet.decoders]
     carry: tuple = ()
     for t in range(timesteps + 1):
-        out = _Timestep.apply(pnet, state, t, e0, *carry)
+        out = _Timestep.apply(pnet, state, plans, t, e0, *carry)
         logits, carry = out[0], out[1:]
     return logits
 
@@ -91,32 +92,44 @@ class _Timestep(torch.autograd.Function):
     (backbone, update, decoders, double backward) when the gradient reaches it."""
 
     @staticmethod
-    def forward(ctx, pnet, state, t, e0, *carry):
-        ctx.pnet, ctx.state, ctx.t = pnet, state, t
+    def forward(ctx, pnet, state, plans, t, e0, *carry):
+        ctx.pnet, ctx.state, ctx.plans, ctx.t = pnet, state, plans, t
         ctx.save_for_backward(e0, *carry)
-        with torch.enable_grad():
-            out = _timestep(pnet, state, e0.detach(), t, *_detached(carry))
-        state.prev = state.pred = state.grad = state.e = None  # let this timestep's graph go
-        return tuple(o.detach() for o in out)
+        out = _timestep(pnet, state, plans, e0.detach(), t, *_detached(carry))  # no graph here
+        state.prev = state.pred = state.grad = state.e = None  # drop this timestep's tensors
+        return out
 
     @staticmethod
     def backward(ctx, *grads):
         e0, *carry = ctx.saved_tensors
         inputs = [e0.detach().requires_grad_(True), *_detached(carry, grad=True)]
         with torch.enable_grad():
-            out = _timestep(ctx.pnet, ctx.state, inputs[0], ctx.t, *inputs[1:])
+            out = _timestep(ctx.pnet, ctx.state, ctx.plans, inputs[0], ctx.t, *inputs[1:])
         pairs = [(o, g) for o, g in zip(out, grads, strict=True) if g is not None]
         found = torch.autograd.grad(
             [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
         )
-        return (None, None, None, *found)
+        return (None, None, None, None, *found)
 
 
 def _detached(carry, grad: bool = False) -> list:
     return [c.detach().requires_grad_(grad) for c in carry]
 
 
-def _timestep(pnet: PredictiveNet, state: _RunState, e0: Tensor, t: int, *prev: Tensor) -> tuple:
+def _frozen_plan(decoder: nn.Module):
+    """The decoder's explicit-adjoint plan when its weights need no gradient (then
+    adjoint_grad.DecoderStep differentiates it), else None (autograd's double backward)."""
+    plan = decoder_plan(decoder)
+    return (
+        plan
+        if plan is not None and not any(p.requires_grad for p in decoder.parameters())
+        else None
+    )
+
+
+def _timestep(
+    pnet: PredictiveNet, state: _RunState, plans: list, e0: Tensor, t: int, *prev: Tensor
+) -> tuple:
     """One timestep of PredictiveNet.steps (METHOD.md section 2) from the previous timestep's
     states e_n(t-1) alone; returns the logits and this timestep's e_n.
 
@@ -127,10 +140,9 @@ def _timestep(pnet: PredictiveNet, state: _RunState, e0: Tensor, t: int, *prev: 
     state.t, state.feedback, state.x = t, False, e0
     if prev:
         state.prev, state.pred, state.grad = list(prev), [None] * n, [None] * n
-        for i, decoder in enumerate(pnet.decoders):
+        for i, (decoder, plan) in enumerate(zip(pnet.decoders, plans, strict=True)):
             target = e0 if i == 0 else prev[i - 1]
-            plan = decoder_plan(decoder)
-            if plan is not None and not any(p.requires_grad for p in decoder.parameters()):
+            if plan is not None:
                 pred, grad = differentiable_step(plan, prev[i], target, state.reduction)
             else:
                 pred, _, grad = predict_and_gradient(

@@ -11,22 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pcnets.core.adjoint import DecoderPlan, adjoint_predict_and_gradient, decoder_plan
+from pcnets.core.adjoint import adjoint_predict_and_gradient, decoder_plan
 from pcnets.core.guards import REDUCTIONS
-
-__all__ = [
-    "REDUCTIONS",
-    "DecoderPlan",
-    "adjoint_predict_and_gradient",
-    "autograd_predict_and_gradient",
-    "decoder_plan",
-    "decoder_window",
-    "error_scale",
-    "pc_update",
-    "pc_update_fused",
-    "predict_and_gradient",
-    "prediction_error",
-]
 
 
 def pc_update(

@@ -34,31 +34,12 @@ from pcnets.data.imagenet_c_layout import (
     jpeg_roundtrip,
     preprocess,
     to_tensor,
-    val_images,
 )
-from pcnets.data.imagenet_c_make import Counts, Timing, make_imagenet_c, timing_csv
 from pcnets.data.imagenet_c_tree import ImageNetCFolder, check_tree
 from pcnets.data.indexed import image_key
 from pcnets.errors import PcnetsError
 
 SOURCES = ("generate", "folder")
-
-__all__ = [
-    "JPEG_QUALITY",
-    "SOURCES",
-    "CorruptedDataset",
-    "Counts",
-    "ImageNetCFolder",
-    "Timing",
-    "cell_dataset",
-    "check_config",
-    "check_tree",
-    "jpeg_roundtrip",
-    "make_imagenet_c",
-    "preprocess",
-    "timing_csv",
-    "val_images",
-]
 
 
 class CorruptedDataset(Dataset):

@@ -14,8 +14,6 @@ from omegaconf import OmegaConf
 
 from pcnets.reporting.tables import interval_text, read_summary
 
-EVALUATIONS = ("eval-noise", "eval-corruptions")
-
 
 def verdict(low: float, high: float, better: str = "higher") -> str:
     """Whether an interval of a change from t = 0 tells the direction: ``better`` is the word for
@@ -56,7 +54,7 @@ def _last(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return part[part["timestep"] == part["timestep"].max()]
 
 
-def noise_findings(run, summary: pd.DataFrame) -> list[str]:
+def noise_findings(summary: pd.DataFrame) -> list[str]:
     acc, change = _last(summary, "accuracy"), _last(summary, "change_from_t0")
     first = summary[(summary["metric"] == "accuracy") & (summary["timestep"] == 0)]
     out = []
@@ -73,17 +71,20 @@ def noise_findings(run, summary: pd.DataFrame) -> list[str]:
     return out
 
 
-def corruption_findings(run, summary: pd.DataFrame) -> list[str]:
+def corruption_findings(summary: pd.DataFrame) -> list[str]:
     out = []
     for _, row in _last(summary, "relative_mce").iterrows():
-        # relative mCE is 1 at t = 0; below 1 is better: judge the interval of (mCE - 1)
+        # relative mCE is 1 at t = 0: judge the interval of its change, mCE - 1
         text = interval_text(row["value"], row["low"], row["high"], ".3f")
-        word = verdict(1 - row["high"], 1 - row["low"], better="lower")
+        word = verdict(row["low"] - 1, row["high"] - 1)
         out.append(
             f"relative mCE over {row['condition']} corruptions {text} at t={int(row['timestep'])} "
             f"({int(row['n'])} images): error {word}"
         )
     return out
+
+
+EVALUATIONS = {"eval-noise": noise_findings, "eval-corruptions": corruption_findings}
 
 
 def findings(runs: list) -> str | None:
@@ -95,9 +96,7 @@ def findings(runs: list) -> str | None:
         summary = read_summary(run.path)
         if summary is None:
             continue
-        parts = (noise_findings if run.command == "eval-noise" else corruption_findings)(
-            run, summary
-        )
+        parts = EVALUATIONS[run.command](summary)
         if parts:
             head = f"**{run.label}** ({setting(run)}; {decoder_quality(run, runs)}; {run.status})"
             lines.append(f"- {head}: " + "; ".join(parts) + ".")

@@ -20,24 +20,9 @@ import pandas as pd
 from pcnets.errors import PcnetsError
 from pcnets.reporting import attack, corruptions, manifold, noise, tune
 from pcnets.reporting.findings import findings
-from pcnets.reporting.run_folders import (  # noqa: F401 - re-exported
-    COUNT_COLUMNS,
-    MARKERS,
-    REQUIRED,
-    RunFolder,
-    find_runs,
-    load_run,
-    load_runs,
-)
-from pcnets.reporting.sections import (  # noqa: F401 - re-exported
-    COMMAND_GROUPS,
-    COMMON_KEYS,
-    SAFE_NAME,
-    command_line,
-    key_config,
-    run_section,
-)
-from pcnets.reporting.summaries import SUMMARIES, attack_summary  # noqa: F401 - re-exported
+from pcnets.reporting.run_folders import RunFolder, load_run, load_runs
+from pcnets.reporting.sections import run_section
+from pcnets.reporting.summaries import SUMMARIES
 from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.files import atomic_write
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -22,24 +23,17 @@ import sys
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 _TRIM_AT = 2**31 - 1  # the largest value mallopt takes: trim only above 2 GiB of free top
-_state: dict[str, bool] = {}
-
-
-def keep_freed_memory() -> bool:
-    """Turn glibc's mmap and trimming off for this process (and the workers it forks). True when
-    applied now or before; False where it does not apply (not glibc, or PCNETS_ALLOCATOR=system)."""
-    if "applied" in _state:
-        return _state["applied"]
-    _state["applied"] = applied = _apply()
-    return applied
 
 
 def allocator_label() -> str:
     """What provenance.json records: "keep-freed" when the switch is on, else "system"."""
-    return "keep-freed" if _state.get("applied") else "system"
+    return "keep-freed" if keep_freed_memory() else "system"
 
 
-def _apply() -> bool:
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Turn glibc's mmap and trimming off for this process (and the workers it forks), once. True
+    when applied; False where it does not apply (not glibc, or PCNETS_ALLOCATOR=system)."""
     if os.environ.get("PCNETS_ALLOCATOR", "").lower() == "system" or not sys.platform.startswith(
         "linux"
     ):
