@@ -44,6 +44,7 @@ class Backbone:
     download_url: str | None = None
     transform: dict[str, Any] | None = None
     probe_size: int = 64
+    cpu_channels_last: bool = True
     encoders: list[str] = MISSING
     decoders: list[Any] | None = None
 

@@ -135,7 +135,7 @@ def _conv_transpose(conv: nn.ConvTranspose2d, u: Tensor, relu: bool) -> Tensor:
     """ConvTranspose2d (+ ReLU) of ``u``; on a CPU in fp32 with oneDNN, with a prepacked weight
     when that is cheaper than oneDNN's per-call weight reorder."""
     w = conv.weight
-    if _can_pack(u, w) and w.numel() > u.numel() * (1 + w.shape[1] * conv.groups / w.shape[0]):
+    if onednn_fp32(u, w) and w.numel() > u.numel() * (1 + w.shape[1] * conv.groups / w.shape[0]):
         key = (w.data_ptr(), w._version, w.dtype, tuple(u.shape[1:]))
         entry = _PACKED.get(conv)
         if entry is None or entry[0] != key:
@@ -157,7 +157,9 @@ def _conv_transpose(conv: nn.ConvTranspose2d, u: Tensor, relu: bool) -> Tensor:
     return torch.relu(out) if relu else out
 
 
-def _can_pack(u: Tensor, w: Tensor) -> bool:
+def onednn_fp32(u: Tensor, w: Tensor) -> bool:
+    """Whether oneDNN's own fp32 CPU kernels (prepacked or fused ops) may run on input ``u`` with
+    weight ``w``: fp32 4-d on a CPU, oneDNN on, and no autocast or torch.compile around."""
     return (
         not torch.compiler.is_compiling()
         and u.device.type == "cpu"

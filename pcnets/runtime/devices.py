@@ -22,8 +22,8 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         raise PcnetsError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
-def switch(value, device: torch.device) -> bool:
-    """A config switch that is 'auto' (on for CUDA only), true or false."""
+def switch(value, device: torch.device, on_cpu: bool = False) -> bool:
+    """A config switch that is 'auto' (on for CUDA; on a CPU, ``on_cpu``), true or false."""
     if str(value).lower() == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" or (device.type == "cpu" and on_cpu)
     return bool(value)

@@ -12,7 +12,7 @@ from torch import nn
 from pcnets import build_pnet
 from pcnets.core.reference import reference_run
 from pcnets.runtime.fusion import fold_batchnorm
-from pcnets.runtime.numerics import Numerics, prepare
+from pcnets.runtime.numerics import Numerics, prepare, to_device
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +29,8 @@ def _randomise_batchnorm(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def test_folded_lite0_dynamics_equal_the_reference_loop_at_every_timestep():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folded_lite0_dynamics_equal_the_reference_loop_at_every_timestep(channels_last):
     def lite0():
         torch.manual_seed(0)
         pnet = build_pnet("efficientnet_lite0", pretrained=False, probe_size=64).eval()
@@ -39,10 +40,75 @@ def test_folded_lite0_dynamics_equal_the_reference_loop_at_every_timestep():
 
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     expected = reference_run(lite0(), x, 3)
-    folded = prepare(lite0(), Numerics(torch.device("cpu"), fold_bn=True))
+    num = Numerics(torch.device("cpu"), fold_bn=True, channels_last=channels_last)
+    folded = prepare(lite0(), num)
     assert sum(getattr(m, "_pcnets_folded", False) for m in folded.modules()) == 49
-    for want, got in zip(expected, folded.run(x, 3), strict=True):
+    assert sum(hasattr(m, "_pcnets_act") for m in folded.modules()) == 33  # ReLU6 in the conv
+    got_all = folded.run(to_device(x, num), 3)
+    assert got_all[3].shape == (2, 1000) and (got_all[3] - got_all[0]).abs().max() > 1e-3
+    for want, got in zip(expected, got_all, strict=True):
         assert (want - got).abs().max().item() < 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_pvgg16_with_relus_fused_into_its_convolutions_equals_the_reference_loop():
+    def pvgg16():
+        torch.manual_seed(0)
+        pnet = build_pnet("vgg16", pretrained=False).eval()
+        pnet.set_hyperparameters(beta=0.6, lam=0.3, alpha=50.0)
+        return pnet
+
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    expected = reference_run(pvgg16(), x, 2)
+    fused = prepare(pvgg16(), Numerics(torch.device("cpu"), fold_bn=True))
+    features = fused.backbone.features
+    assert sum(hasattr(m, "_pcnets_act") for m in features) == 13  # every conv takes its ReLU
+    assert features[3]._forward_hooks  # encoder 1 is a fused ReLU: its hook still sees e_1
+    with torch.no_grad():
+        got_all = fused.run(x, 2)
+    assert (got_all[2] - got_all[0]).abs().max() > 1e-3
+    for want, got in zip(expected, got_all, strict=True):
+        assert (want - got).abs().max().item() < 1e-4 * max(1.0, want.abs().max().item())
+
+
+def test_fused_activations_keep_the_input_gradient_of_the_unrolled_dynamics():
+    """Attacks differentiate through the dynamics: a fused convolution then runs as conv + act
+    with autograd, and the input gradient is the unfused network's."""
+
+    def lite0():
+        torch.manual_seed(0)
+        pnet = build_pnet("efficientnet_lite0", pretrained=False, probe_size=64).eval()
+        _randomise_batchnorm(pnet.backbone)
+        pnet.set_hyperparameters(beta=0.6, lam=0.3, alpha=5.0)
+        return pnet
+
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for net in (lite0(), prepare(lite0(), Numerics(torch.device("cpu"), fold_bn=True))):
+        xi = x.clone().requires_grad_(True)
+        net.run(xi, 2, differentiable=True)[-1][0, 7].backward()
+        grads.append(xi.grad)
+    assert grads[0].abs().max() > 1e-6
+    assert (grads[0] - grads[1]).abs().max() <= 1e-4 * grads[0].abs().max()
+
+
+def test_a_convolution_or_activation_with_its_own_hooks_is_not_fused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.ReLU6())
+    seen = []
+    model[0].register_forward_hook(lambda m, i, out: seen.append(out.min().item()))
+    model[3].register_forward_pre_hook(lambda m, inp: seen.append(inp[0].min().item()))
+    x = torch.randn(2, 3, 8, 8)
+    want = model(x)
+    seen.clear()
+    fold_batchnorm(model.eval())
+    assert not hasattr(model[0], "_pcnets_act") and not hasattr(model[2], "_pcnets_act")
+    assert torch.equal(model(x), want)
+    assert seen[0] < 0 and seen[1] < 0  # the conv's own output and the ReLU6's own input
+
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU6(), nn.Conv2d(4, 4, 1), nn.SiLU())
+    want = plain(x)
+    fold_batchnorm(plain.eval())
+    assert hasattr(plain[0], "_pcnets_act") and hasattr(plain[2], "_pcnets_act")
+    assert (plain(x) - want).abs().max() < 1e-5
 
 
 def test_a_batchnorm_registered_before_the_conv_it_follows_is_left_alone():
