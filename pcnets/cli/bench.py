@@ -25,7 +25,9 @@ def bench(
         help="Published or random backbone weights (default random; pretrained with --accuracy).",
     ),
     fast: bool | None = typer.Option(
-        None, "--fast/--no-fast", help="Also time the fast numerics (default: on CUDA only)."
+        None,
+        "--fast/--no-fast",
+        help="Also time the run's own numerics, what commands run (default: on).",
     ),
     compile_: bool = typer.Option(
         False, "--compile", help="Also time the fast path with torch.compile of the decoder step."

@@ -8,29 +8,63 @@ from pcnets.reporting.figures import save_figure as save_png
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table of the rows of ``summarize``."""
+    """A Markdown table of the rows of ``summarize`` (with the arithmetic of ``add_arithmetic``
+    where the rows have it: rows of an older bench.csv show "-" there)."""
     head = (
         "| mode | numerics | s / run (min-max) | image-timesteps/s | peak MiB (+run) "
-        "| vs reference (of minima) | vs feedforward | max abs diff vs reference |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        "| vs reference (of minima) | vs feedforward | max abs diff vs reference "
+        "| GFLOP / image-timestep | GFLOP/s (% of peak) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
+        pct = 100 * _value(r, "fraction_of_peak")
+        share = "" if pct != pct else f" ({pct:.1f} %)" if pct >= 1 else f" ({pct:.2f} %)"
         lines.append(
             f"| {r['mode']} | {r['numerics']} | {r['seconds']:.3f} "
             f"({r['seconds_min']:.3f}-{r['seconds_max']:.3f}) | {r['image_timesteps_per_s']:.2f} "
             f"| {r['peak_mem_mb']:.0f} (+{r['extra_mem_mb']:.0f}) | {r['vs_reference']:.3f} "
             f"({r['vs_reference_of_minima']:.3f}) "
-            f"| {r['vs_feedforward']:.2f} | {r['max_abs_diff_vs_reference']:.2e} |"
+            f"| {r['vs_feedforward']:.2f} | {r['max_abs_diff_vs_reference']:.2e} "
+            f"| {_num(_value(r, 'gflop_per_image_timestep'))} "
+            f"| {_num(_value(r, 'gflops_per_s'))}{share} |"
         )
     r0 = rows[0]
     title = (
         f"{r0['backbone']} on {r0['device']}: batch {r0['batch']}, {r0['size']} px, "
         f"T = {max(r['timesteps'] for r in rows)}, median of {r0['repeats']} interleaved rounds, "
         f"{r0['threads']} threads. Ratios: median over rounds of the ratio within a round (in "
-        "brackets: ratio of the fastest runs)\n\n"
+        f"brackets: ratio of the fastest runs){_peak_line(rows)}\n\n"
     )
     return title + head + "\n".join(lines) + "\n"
+
+
+def _value(row: dict, key: str) -> float:
+    """``row[key]`` as a float; NaN when the row (say, of an older bench.csv) lacks it."""
+    try:
+        return float(row.get(key, float("nan")))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _num(v: float) -> str:
+    """3 significant digits, whole numbers from 1000 up, "-" for NaN."""
+    if v != v:
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def _peak_line(rows: list[dict]) -> str:
+    """'. Peak: fp32 matmul 95 GFLOP/s measured' for the peaks in ``rows``, or nothing."""
+    found: dict[str, float] = {}
+    for r in rows:
+        kind, peak = r.get("peak_dtype"), _value(r, "peak_gflops")
+        if isinstance(kind, str) and peak == peak:
+            found.setdefault(kind, peak)
+    if not found:
+        return ""
+    each = ", ".join(f"{kind} matmul {_num(peak)} GFLOP/s" for kind, peak in found.items())
+    return f". Peak: {each} measured"
 
 
 def accuracy_table(

@@ -4,10 +4,11 @@ Modes (each a full run of T timesteps on one batch, except the feedforward ones)
     reference         pcnets.core.reference: eager fp32 autograd, every prediction and gradient
                       at every timestep (the reference code's way)
     feedforward       the plain backbone, one pass, fp32
-    engine            pcnets' engine, fp32 eager (the default numerics on a CPU)
-    feedforward_fast  the plain backbone with the fast numerics
-    engine_fast       the engine with the fast numerics (CUDA default: bf16 autocast,
-                      channels_last, cuDNN autotuning)
+    engine            pcnets' engine alone: fp32 eager, NCHW, BatchNorm not folded
+    feedforward_fast  the plain backbone with the run's numerics
+    engine_fast       the engine with the run's numerics, what every command runs (on a CPU:
+                      BatchNorm folded, channels_last where the backbone measured faster; on
+                      CUDA also bf16 autocast and cuDNN autotuning)
     engine_compiled   engine_fast plus torch.compile of the decoder step
 
 Timing: warm-up runs first, then ``repeats`` rounds that run every mode once, interleaved, so

@@ -15,6 +15,8 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.core.reference import reference_run
 from pcnets.errors import PcnetsError
 from pcnets.experiments.bench.accuracy import compare_accuracy
+from pcnets.experiments.bench.flops import add_arithmetic, mode_flops
+from pcnets.experiments.bench.peak import peaks
 from pcnets.experiments.bench.spec import FAST_MODES, BenchSpec
 from pcnets.experiments.bench.timing import measure, mode_functions, summarize
 from pcnets.reporting.bench import accuracy_table, format_table, save_figure
@@ -64,8 +66,10 @@ def bench(
     batch_auto: bool = False,
     progress: bool = True,
 ) -> list[dict]:
-    """Measure ``spec.modes`` for the network of ``cfg``: one row per mode (see ``summarize``)."""
+    """Measure ``spec.modes`` for the network of ``cfg``: one row per mode (see ``summarize``),
+    with the FLOPs and the share of the measured peak (see ``add_arithmetic``)."""
     device = num.device
+    peak = peaks(spec.modes, num)  # first, while the device's memory is free
     pnet = build_for_bench(cfg, device)
     fast_pnet = compiled = None
     if any(m in FAST_MODES for m in spec.modes):
@@ -83,8 +87,9 @@ def bench(
     x = torch.rand(spec.batch, 3, spec.size, spec.size, generator=gen).to(device)
     fns = mode_functions(pnet, fast_pnet, compiled, x, spec.timesteps, num)
     results = measure(fns, spec.modes, device, spec.repeats, spec.warmup, progress)
+    flops = mode_flops(fns, spec.modes)  # one extra, untimed run of each mode
     rows = summarize(results, spec, num, str(cfg.backbone.name))
-    return rows
+    return add_arithmetic(rows, flops, peak, num)
 
 
 def run(

@@ -12,10 +12,10 @@ from pcnets.errors import PcnetsError, suggest
 MODES = {
     "reference": "straightforward loop: eager fp32 autograd, all predictions+gradients each step",
     "feedforward": "plain backbone, one pass, fp32",
-    "engine": "pcnets engine, fp32 eager",
-    "feedforward_fast": "plain backbone, one pass, fast numerics",
-    "engine_fast": "pcnets engine, fast numerics",
-    "engine_compiled": "pcnets engine, fast numerics + torch.compile of the decoder step",
+    "engine": "pcnets engine, fp32 eager, NCHW, BatchNorm unfolded: the algorithm alone",
+    "feedforward_fast": "plain backbone, one pass, the run's numerics",
+    "engine_fast": "pcnets engine with the run's numerics: what every command runs",
+    "engine_compiled": "engine_fast + torch.compile of the decoder step",
 }
 FAST_MODES = ("feedforward_fast", "engine_fast", "engine_compiled")
 
@@ -34,9 +34,10 @@ class BenchSpec:
 
 
 def default_modes(device: torch.device, fast: bool | None, compile_: bool) -> list[str]:
-    """reference, feedforward, engine; the fast modes on CUDA (or when asked for)."""
+    """reference, feedforward, engine, and the run's own numerics (the fast modes) unless
+    ``fast`` is False; ``device`` is kept for callers that choose by device."""
     modes = ["reference", "feedforward", "engine"]
-    if fast or (fast is None and device.type == "cuda") or compile_:
+    if fast is None or fast or compile_:
         modes += ["feedforward_fast", "engine_fast"]
     if compile_:
         modes.append("engine_compiled")
