@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pcnets.core import polyphase
 from pcnets.core.guards import REDUCTIONS
 
 
@@ -72,8 +73,12 @@ def adjoint_predict_and_gradient(
     if reduction not in REDUCTIONS:
         raise ValueError(f"error_reduction must be one of {REDUCTIONS}, got {reduction!r}")
     with torch.no_grad():
-        u = plan.up(e) if plan.up is not None else e
-        pred = _conv_transpose(plan.conv, u, plan.relu)
+        if polyphase.pays(plan, e.shape):
+            pred = polyphase.up_conv(plan, e)
+            pred = pred.relu_() if plan.relu else pred
+        else:
+            u = plan.up(e) if plan.up is not None else e
+            pred = _conv_transpose(plan.conv, u, plan.relu)
         if pred.shape != target.shape:
             raise ValueError(
                 f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
@@ -98,24 +103,17 @@ def error_elements(pred: Tensor, reduction: str) -> int:
 def adjoint_apply(plan: DecoderPlan, w: Tensor, e_shape: torch.Size) -> Tensor:
     """Up^T(ConvT^T(w)): the transpose of the decoder's linear part (no bias, no ReLU) applied to
     ``w`` (shaped like the prediction), back in the shape of the decoder's input ``e_shape``."""
+    if polyphase.pays(plan, e_shape):
+        return polyphase.up_conv_adjoint(plan, w, e_shape)
     c = plan.conv
     grad_u = F.conv2d(w, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
-    if plan.up is None:
-        return grad_u
-    scale = plan.up.scale_factor
-    sh, sw = (scale, scale) if not isinstance(scale, tuple) else scale
-    return torch.ops.aten.upsample_bilinear2d_backward(
-        grad_u,
-        list(grad_u.shape[-2:]),
-        list(e_shape),
-        bool(plan.up.align_corners),
-        float(sh),
-        float(sw),
-    )
+    return grad_u if plan.up is None else polyphase.up_transpose(plan, grad_u, e_shape)
 
 
 def linear_apply(plan: DecoderPlan, v: Tensor) -> Tensor:
     """ConvT(Up(v)) without the bias and the ReLU: the decoder's linear part applied to ``v``."""
+    if polyphase.pays(plan, v.shape):
+        return polyphase.up_conv(plan, v, bias=False)
     c = plan.conv
     u = plan.up(v) if plan.up is not None else v
     return F.conv_transpose2d(
