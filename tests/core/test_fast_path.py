@@ -68,6 +68,25 @@ def test_engine_matches_the_reference_loop_on_the_tiny_net(reduction, scaling, a
     assert (out[4] - no_error[4]).abs().max().item() > 1e-3, "the error term must matter here"
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("reduction,scaling,alpha", [SETTINGS[0], SETTINGS[3]])
+def test_the_cpu_default_numerics_match_the_reference_loop_on_the_tiny_net(
+    reduction, scaling, alpha, channels_last
+):
+    """What commands run on a CPU: activations fused into the convolutions, NHWC or not."""
+    pnet = tiny_pnet()
+    pnet.set_hyperparameters(beta=0.6, lam=0.25, alpha=alpha)
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    kw = {"error_reduction": reduction, "gradient_scaling": scaling}
+    ref = reference_run(pnet, x, 4, **kw)
+    num = Numerics(CPU, fold_bn=True, channels_last=channels_last)
+    prepare(pnet, num)
+    assert sum(hasattr(m, "_pcnets_act") for m in pnet.backbone) == 2  # the two ReLU encoders
+    out = run(pnet, x, 4, num, **kw)
+    assert _max_diff(out, ref) <= FP32_TOL
+    assert (out[4] - out[0]).abs().max().item() > 1e-3
+
+
 @pytest.mark.parametrize("reduction,scaling,alpha", [SETTINGS[0], SETTINGS[3]])
 def test_engine_matches_the_reference_loop_on_pvgg16(pvgg16, reduction, scaling, alpha):
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
