@@ -28,20 +28,22 @@ def _randomise_batchnorm(model: nn.Module) -> None:
             m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
 
 
+def _lite0():
+    """Lite0 with random weights and BatchNorm statistics, and an error term that matters."""
+    torch.manual_seed(0)
+    pnet = build_pnet("efficientnet_lite0", pretrained=False, probe_size=64).eval()
+    _randomise_batchnorm(pnet.backbone)
+    pnet.set_hyperparameters(beta=0.6, lam=0.3, alpha=5.0)
+    return pnet
+
+
 @torch.no_grad()
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_folded_lite0_dynamics_equal_the_reference_loop_at_every_timestep(channels_last):
-    def lite0():
-        torch.manual_seed(0)
-        pnet = build_pnet("efficientnet_lite0", pretrained=False, probe_size=64).eval()
-        _randomise_batchnorm(pnet.backbone)
-        pnet.set_hyperparameters(beta=0.6, lam=0.3, alpha=5.0)
-        return pnet
-
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    expected = reference_run(lite0(), x, 3)
+    expected = reference_run(_lite0(), x, 3)
     num = Numerics(torch.device("cpu"), fold_bn=True, channels_last=channels_last)
-    folded = prepare(lite0(), num)
+    folded = prepare(_lite0(), num)
     assert sum(getattr(m, "_pcnets_folded", False) for m in folded.modules()) == 49
     assert sum(hasattr(m, "_pcnets_act") for m in folded.modules()) == 33  # ReLU6 in the conv
     got_all = folded.run(to_device(x, num), 3)
@@ -74,16 +76,9 @@ def test_fused_activations_keep_the_input_gradient_of_the_unrolled_dynamics():
     """Attacks differentiate through the dynamics: a fused convolution then runs as conv + act
     with autograd, and the input gradient is the unfused network's."""
 
-    def lite0():
-        torch.manual_seed(0)
-        pnet = build_pnet("efficientnet_lite0", pretrained=False, probe_size=64).eval()
-        _randomise_batchnorm(pnet.backbone)
-        pnet.set_hyperparameters(beta=0.6, lam=0.3, alpha=5.0)
-        return pnet
-
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     grads = []
-    for net in (lite0(), prepare(lite0(), Numerics(torch.device("cpu"), fold_bn=True))):
+    for net in (_lite0(), prepare(_lite0(), Numerics(torch.device("cpu"), fold_bn=True))):
         xi = x.clone().requires_grad_(True)
         net.run(xi, 2, differentiable=True)[-1][0, 7].backward()
         grads.append(xi.grad)
