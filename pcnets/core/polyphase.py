@@ -80,10 +80,9 @@ def up_conv_adjoint(plan: DecoderPlan, w: Tensor, e_shape: torch.Size) -> Tensor
     for rows, cols in _BORDER_ONCE:
         strip = torch.zeros_like(w[..., _hi(rows), _hi(cols)])
         strip[..., rows, cols] = w[..., rows, cols]
-        lo = (*e_shape[:2], *strip.shape[-2:])
-        lo = (*lo[:2], lo[2] // 2, lo[3] // 2)
+        lo = torch.Size((*e_shape[:2], strip.shape[-2] // 2, strip.shape[-1] // 2))
         g_hi = F.conv2d(strip, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
-        g[..., _lo(rows), _lo(cols)] += up_transpose(plan, g_hi, torch.Size(lo))
+        g[..., _lo(rows), _lo(cols)] += up_transpose(plan, g_hi, lo)
     return g
 
 

@@ -18,6 +18,7 @@ import types
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Conv2dSame, pad_same
 from torch import nn
 
 from pcnets.core.adjoint import onednn_fp32
@@ -53,12 +54,10 @@ def _conv_act_forward(self, x):
     needs_graph = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, w, b)
     )
-    same = type(self).__name__ == "Conv2dSame"  # timm's TF "same" padding, padded per call
-    if needs_graph or not onednn_fp32(x, w) or (type(self) is not nn.Conv2d and not same):
+    if needs_graph or not onednn_fp32(x, w):
         return act(type(self).forward(self, x))
+    same = type(self) is Conv2dSame  # timm's TF "same" padding, padded at every call
     if same:
-        from timm.layers import pad_same
-
         x = pad_same(x, self.kernel_size, self.stride, self.dilation)
     pad = [0, 0] if same else list(self.padding)
     return torch.ops.mkldnn._convolution_pointwise(
@@ -73,8 +72,8 @@ def fusable_activations(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
     for parent in model.modules():
         children = list(parent.children())
         for prev, child in zip(children, children[1:], strict=False):
-            if not isinstance(prev, nn.Conv2d) or prev.padding_mode != "zeros":
-                continue
+            if type(prev) not in (nn.Conv2d, Conv2dSame) or prev.padding_mode != "zeros":
+                continue  # a subclass may change forward
             if isinstance(prev.padding, str) or getattr(prev, _ACT, None) is not None:
                 continue
             if prev._forward_hooks or prev._forward_pre_hooks or child._forward_pre_hooks:
