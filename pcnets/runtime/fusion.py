@@ -67,7 +67,7 @@ def _conv_act_forward(self, x):
 
 def fusable_activations(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
     """(conv, module) pairs whose activation the convolution can compute: a folded timm
-    BatchNorm's act, or a ReLU/ReLU6 right after a Conv2d in an nn.Sequential."""
+    BatchNorm's act, or a ReLU, ReLU6 or SiLU right after a Conv2d in an nn.Sequential."""
     pairs = []
     for parent in model.modules():
         children = list(parent.children())
