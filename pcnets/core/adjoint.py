@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from pcnets.core import polyphase
 from pcnets.core.guards import REDUCTIONS
+from pcnets.core.shapes import memory_layout
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _conv_transpose(conv: nn.ConvTranspose2d, u: Tensor, relu: bool) -> Tensor:
             list(conv.stride), list(conv.dilation), conv.groups, "relu" if relu else "none", [], "",
         )  # fmt: skip
         # oneDNN hands back channels_last; keep the caller's layout (and with it the numerics).
-        return out.contiguous(memory_format=_layout(u))
+        return out.contiguous(memory_format=memory_layout(u))
     out = F.conv_transpose2d(
         u, w, conv.bias, conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation
     )
@@ -169,10 +170,3 @@ def onednn_fp32(u: Tensor, w: Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise")
     )
-
-
-def _layout(x: Tensor) -> torch.memory_format:
-    cl = torch.channels_last
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=cl):
-        return cl
-    return torch.contiguous_format

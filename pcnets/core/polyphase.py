@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pcnets.core.shapes import memory_layout
+
 if TYPE_CHECKING:
     from pcnets.core.adjoint import DecoderPlan
 
@@ -125,7 +127,7 @@ def _plain(plan: DecoderPlan, strip: Tensor, bias: Tensor | None) -> Tensor:
 def _phase_weights(conv: nn.ConvTranspose2d, like: Tensor) -> tuple[Tensor, Tensor | None]:
     """The 4 x C_out phase kernels of ``conv`` (cached per weight version and layout)."""
     w, b = conv.weight, conv.bias
-    layout = torch.channels_last if _is_channels_last(like) else torch.contiguous_format
+    layout = memory_layout(like)
     key = (w.data_ptr(), w._version, w.dtype, w.device, layout)
     key += (None,) if b is None else (b.data_ptr(), b._version)
     entry = _PHASES.get(conv)
@@ -137,8 +139,3 @@ def _phase_weights(conv: nn.ConvTranspose2d, like: Tensor) -> tuple[Tensor, Tens
         entry = (key, wp, bp)
         _PHASES[conv] = entry
     return entry[1], entry[2]
-
-
-def _is_channels_last(x: Tensor) -> bool:
-    cl = torch.channels_last
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=cl)

@@ -7,12 +7,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pcnets.errors import PcnetsError
 
 if TYPE_CHECKING:
     from pcnets.core.pnet import PredictiveNet
+
+
+def memory_layout(x: Tensor) -> torch.memory_format:
+    """channels_last for a 4-d tensor laid out NHWC (and not also NCHW-contiguous), else
+    contiguous_format: the layout that outputs of ``x`` should keep."""
+    cl = torch.channels_last
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=cl):
+        return cl
+    return torch.contiguous_format
 
 
 def param_like(pnet: PredictiveNet) -> dict:
