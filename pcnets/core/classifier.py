@@ -4,8 +4,8 @@ logits at timestep T, for torchattacks, RobustBench-style benchmarks or any othe
 Gradients flow through every timestep and through the error-gradient term (double backward
 through the decoders) when they are asked for: the input requires grad and grad mode is on.
 Otherwise the graph-free path runs (nothing kept). With ``checkpoint`` each timestep's graph is
-recomputed during the backward pass instead of stored (activation checkpointing), so the memory of
-an attack step stays nearly flat in T: only the states e_n of each timestep are kept (the
+recomputed during the backward pass instead of stored (activation checkpointing), so what an
+attack step keeps stays nearly flat in T: only the states e_n of each timestep are kept (the
 predictions and error gradients are remade from them), at the price of one more forward pass
 per timestep.
 """
