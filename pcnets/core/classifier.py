@@ -66,7 +66,7 @@ def unrolled_checkpointed(pnet: PredictiveNet, x: Tensor, timesteps: int) -> Ten
     timesteps kept. (torch.utils.checkpoint cannot do this: the error gradient g_n is itself an
     autograd.grad inside the forward, which would trigger its recomputation.)"""
     plans = [_frozen_plan(d, pnet.fast_kernels) for d in pnet.decoders]
-    state = pnet.new_run(x, timesteps, differentiable=True, plans=plans, random_init=False)
+    state = pnet.new_run(x, timesteps, graph=True, plans=plans, random_init=False)
     e0 = pnet.normalize(x)
     carry: tuple = ()
     for t in range(timesteps + 1):

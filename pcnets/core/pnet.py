@@ -19,7 +19,7 @@ from pcnets.core.adjoint import adjoint_predict_and_gradient, compiled_adjoint
 from pcnets.core.decoder_files import DecoderFiles
 from pcnets.core.dynamics import decoder_windows
 from pcnets.core.guards import check_shares, check_timesteps, hyper_tensor
-from pcnets.core.run_state import Hyper, RunSlot, Step
+from pcnets.core.run_state import Hyper, RunSlot, RunState, Step
 from pcnets.core.shapes import check_decoders, hw, make_out_of_place, param_like, probe
 from pcnets.core.timestep import EncoderHook
 from pcnets.errors import PcnetsError, suggest
@@ -186,26 +186,24 @@ class PredictiveNet(DecoderFiles, nn.Module):
         random_init, alpha_normalization) default to the net's own settings; ``plans`` are the
         decoders' kernels.DecoderPlans for the explicit adjoint with a graph. Non-finite states or
         logits stop the run with a PcnetsError naming the timestep and the first bad encoder."""
-        state = self.new_run(x, timesteps, differentiable, hyper, plans, **options)
-        state.want_errors = errors
+        s = self.new_run(x, timesteps, graph=differentiable, hyper=hyper, plans=plans, **options)
+        s.want_errors = errors
         with torch.enable_grad() if differentiable else torch.no_grad():
             e0 = self.normalize(x)
-        return loop.iterate(self.run_slot, self.backbone, state, e0, timesteps, states, terms)
+        return loop.iterate(self.run_slot, self.backbone, s, e0, timesteps, states, terms)
 
-    def new_run(self, x, timesteps=10, differentiable=False, hyper=None, plans=None, **options):
+    def new_run(
+        self, x: Tensor, timesteps: int = 10, *, graph=False, hyper=None, plans=None, **options
+    ) -> RunState:
         """The RunState of a run on ``x``, its options checked (see ``steps``)."""
-        defaults = {k: getattr(self, k) for k in loop.OPTIONS}
-        opts = loop.options(defaults, options)
+        opts = loop.options({k: getattr(self, k) for k in loop.OPTIONS}, options)
         check_timesteps(timesteps)
         if len(self.decoders) != self.num_encoders:
             raise PcnetsError("this PredictiveNet has no decoders yet: call set_decoders()")
-        scaling = opts["gradient_scaling"]
-        window = self.estimate_windows(tuple(x.shape[-2:])) if scaling else None
-        hyper = hyper or self.hyper()
-        return loop.start(self.decoders, self.encoder_names, hyper, opts, differentiable,
-                          window, self._adjoint, self.fast_kernels, plans)  # fmt: skip
-
-    # ---- shapes ---------------------------------------------------------------------------
+        window = self.estimate_windows(x.shape[-2:]) if opts["gradient_scaling"] else None
+        names, hyper = self.encoder_names, hyper or self.hyper()
+        kernels = {"adjoint": self._adjoint, "fast_kernels": self.fast_kernels, "plans": plans}
+        return loop.start(self.decoders, names, hyper, opts, graph, window, **kernels)
 
     def feature_shapes(self, size: int | tuple[int, int]) -> list[tuple[int, int, int]]:
         """C,H,W of e_0 (the image) .. e_N for an input of ``size`` (H, W)."""
