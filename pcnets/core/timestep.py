@@ -66,12 +66,21 @@ def update(s: RunState, i: int, ff: Tensor) -> Tensor:
     memory = None if s.memory is None else s.memory[i]
     e = pc_update(ff, s.prev[i], grad, s.beta[i], s.lam[i], alpha, fb, memory)
     if s.want_terms:
-        top = fb is None
-        share = s.memory[i] if memory is not None else (1 - s.beta[i] - (0 if top else s.lam[i]))
-        pairs = ((s.beta[i], ff), (0 if top else s.lam[i], fb), (share, s.prev[i]), (alpha, grad))
-        sizes = [_size(c, x) if x is not None else torch.zeros_like(_size(1, ff)) for c, x in pairs]
-        s.terms[i] = torch.stack(sizes) / sample_norm(e.detach()).clamp_min(1e-30)
+        s.terms[i] = term_sizes(s, i, e, (ff, fb, s.prev[i], grad), alpha)
     return e
+
+
+def term_sizes(s: RunState, i: int, e: Tensor, parts: tuple, alpha) -> Tensor:
+    """[4, B]: ||beta ff||, ||lambda d||, ||(1-beta-lambda) e(t-1)||, ||alpha g|| per sample,
+    each over ||e_n(t)|| (run_state.TERMS); 0 for a term that is not there."""
+    lam = 0.0 if i == s.n - 1 else s.lam[i]
+    share = 1 - s.beta[i] - lam if s.memory is None else s.memory[i]
+    norm = sample_norm(e.detach())
+    sizes = [
+        torch.zeros_like(norm) if x is None else sample_norm(x.detach()) * abs(float(c))
+        for c, x in zip((s.beta[i], lam, share, alpha), parts, strict=True)
+    ]
+    return torch.stack(sizes) / norm.clamp_min(1e-30)
 
 
 def error_rate(s: RunState, i: int) -> Tensor | float:
@@ -82,11 +91,6 @@ def error_rate(s: RunState, i: int) -> Tensor | float:
     pred = s.pred[i]
     k = error_scale(pred[0].numel(), pred.shape[0], s.window[i], s.reduction)
     return alpha * k if s.graph else (torch.tensor(alpha, dtype=s.dtype) * k).item()
-
-
-def _size(coef, x: Tensor) -> Tensor:
-    """||coef * x|| per sample: |coef| ||x||."""
-    return sample_norm(x.detach()) * abs(float(coef))
 
 
 def decoder_step(s: RunState, i: int, states: list) -> tuple:
