@@ -22,6 +22,7 @@ class Root:
     channels_last: Any = "auto"
     compile: bool = False
     fold_bn: bool = True
+    fast_kernels: bool = True
     backbone: Any = None
     pc: Any = None
     data: Any = None
@@ -58,6 +59,7 @@ class Pc:
     error_reduction: str = "per_sample"
     gradient_scaling: bool = False
     random_init: bool = False
+    alpha_normalization: str = "none"
     decoders: str | None = None
     hyper: str | None = None
 

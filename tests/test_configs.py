@@ -11,7 +11,7 @@ from pcnets.errors import PcnetsError
 from pcnets.runtime.runs import run_hash
 
 COMMANDS = ("eval-noise", "eval-corruptions", "attack", "tune", "manifold", "train-feedback")
-ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn"]
+ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn", "fast_kernels"]
 
 
 def rounds(root: str) -> list[list[str]]:

@@ -69,3 +69,56 @@ def test_core_imports_nothing_above_the_base():
         if layer_of(t) not in (None, "core", "base")
     ]
     assert core and above == []
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of pcnets it imports (TYPE_CHECKING imports included), for every
+    module of the package; ``from pcnets.core import loop`` counts as importing pcnets.core.loop."""
+    modules = {module_name(p).removesuffix(".__init__"): p for p in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        name: {t for t in imports_of(path) if t in modules and t != name}
+        for name, path in modules.items()
+    }
+
+
+def circles_inside_folders(graph: dict[str, set[str]] | None = None) -> list[list[str]]:
+    """Import cycles among the modules of one folder (a package importing its own modules from
+    its __init__ is not a cycle: the package is the folder)."""
+    graph = import_graph() if graph is None else graph
+    folder = {m: m.rsplit(".", 1)[0] for m in graph}
+    packages = {m for m in graph if any(o.startswith(m + ".") for o in graph)}
+    edges = {
+        m: {t for t in targets if t not in packages and folder[t] == folder[m]}
+        for m, targets in graph.items()
+        if m not in packages
+    }
+    found, done = [], set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            found.append([*path[path.index(node) :], node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(edges.get(node, ())):
+            visit(nxt, [*path, node])
+        done.add(node)
+
+    for start in sorted(edges):
+        visit(start, [])
+    return found
+
+
+def test_no_import_circle_inside_a_folder():
+    assert circles_inside_folders() == []
+
+
+def test_the_circle_check_sees_a_circle():
+    graph = import_graph()  # dynamics imports guards; add the way back
+    graph["pcnets.core.guards"] = {*graph["pcnets.core.guards"], "pcnets.core.dynamics"}
+    cycles = circles_inside_folders(graph)
+    assert any("pcnets.core.guards" in c and "pcnets.core.dynamics" in c for c in cycles)

@@ -101,14 +101,13 @@ def build_from_config(cfg: DictConfig) -> PredictiveNet:
             f"backbone {cfg.name!r}: {len(cfg.encoders)} encoders but {len(specs)} decoder specs"
         )
     pnet.set_decoders([build_decoder(s) for s in specs])
-    pnet.decoder_specs = specs
     return pnet
 
 
 def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet:
     """Hyperparameters, numerics and decoder/hyperparameter files from a `pc` config node."""
     pc = OmegaConf.create(pc) if isinstance(pc, dict) else pc
-    for key in ("error_reduction", "gradient_scaling", "random_init"):
+    for key in ("error_reduction", "gradient_scaling", "random_init", "alpha_normalization"):
         if pc.get(key) is not None:
             setattr(pnet, key, pc[key])
     values = {k: pc.get(k) for k in ("beta", "lam", "alpha")}
@@ -120,9 +119,7 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
         pnet.set_hyperparameters(**load_hyper(pc.hyper, pnet))
     if pc.get("decoders"):
         meta = pnet.load_decoders(pc.decoders)
-        report_quality(pc.decoders, meta)
-        # what trained them (None for older files), checked by pnet_from_config before evaluating
-        pnet.decoders_trained_on = meta.get("data")
+        report_quality(pc.decoders, meta)  # pnet.decoders_trained_on: checked before evaluating
     return pnet
 
 
@@ -172,7 +169,8 @@ def pnet_from_config(
     decoders trained on any of those images are refused (pcnets.data.check_unseen)."""
     torch.manual_seed(int(cfg.get("seed", 0)))
     pnet = apply_pc_config(build_from_config(cfg.backbone), cfg.pc)
-    trained_on = getattr(pnet, "decoders_trained_on", None)
     if evaluates is not None and "data" in cfg:
-        check_unseen(trained_on, cfg.data, evaluates, f"pc.decoders={cfg.pc.decoders}")
+        check_unseen(
+            pnet.decoders_trained_on, cfg.data, evaluates, f"pc.decoders={cfg.pc.decoders}"
+        )
     return pnet.to(device).eval()

@@ -18,13 +18,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from pcnets.core.adjoint import (
-    DecoderPlan,
-    adjoint_apply,
-    adjoint_predict_and_gradient,
-    error_elements,
-    linear_apply,
-)
+from pcnets.core import kernels
+from pcnets.core.adjoint import adjoint_predict_and_gradient, error_elements
+from pcnets.core.kernels import DecoderPlan
 
 
 class DecoderStep(torch.autograd.Function):
@@ -45,7 +41,7 @@ class DecoderStep(torch.autograd.Function):
         plan, scale = ctx.plan, 2.0 / ctx.k
         w = target_grad = None
         if grad_grad is not None:
-            a = linear_apply(plan, grad_grad)
+            a = kernels.linear(plan, grad_grad)
             if mask is not None:
                 a = a * mask
             if ctx.needs_input_grad[1]:
@@ -56,7 +52,7 @@ class DecoderStep(torch.autograd.Function):
             w = masked if w is None else w + masked
         e_grad = None
         if w is not None and ctx.needs_input_grad[0]:
-            e_grad = adjoint_apply(plan, w, ctx.e_shape)
+            e_grad = kernels.adjoint(plan, w, ctx.e_shape)
         return e_grad, target_grad, None, None
 
 

@@ -4,8 +4,8 @@ logits at timestep T, for torchattacks, RobustBench-style benchmarks or any othe
 Gradients flow through every timestep and through the error-gradient term (double backward
 through the decoders) when they are asked for: the input requires grad and grad mode is on.
 Otherwise the graph-free path runs (nothing kept). With ``checkpoint`` each timestep's graph is
-recomputed during the backward pass instead of stored (activation checkpointing), so the memory of
-an attack step stays nearly flat in T: only the states e_n of each timestep are kept (the
+recomputed during the backward pass instead of stored (activation checkpointing), so what an
+attack step keeps stays nearly flat in T: only the states e_n of each timestep are kept (the
 predictions and error gradients are remade from them), at the price of one more forward pass
 per timestep.
 """
@@ -15,11 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pcnets.core.adjoint import decoder_plan
-from pcnets.core.adjoint_grad import differentiable_step
-from pcnets.core.dynamics import predict_and_gradient
+from pcnets.core.kernels import decoder_plan
 from pcnets.core.pnet import PredictiveNet
-from pcnets.core.run_state import _RunState
+from pcnets.core.run_state import RunState
+from pcnets.core.timestep import decoder_step, timestep
 
 # Below this many timesteps the stored graph is small enough that recomputing does not pay.
 CHECKPOINT_FROM = 2
@@ -66,23 +65,12 @@ def unrolled_checkpointed(pnet: PredictiveNet, x: Tensor, timesteps: int) -> Ten
     the backward pass: the same numbers and input gradients, with only the states between
     timesteps kept. (torch.utils.checkpoint cannot do this: the error gradient g_n is itself an
     autograd.grad inside the forward, which would trigger its recomputation.)"""
-    if pnet._state is not None:
-        raise RuntimeError("a run of this PredictiveNet is already in progress")
-    state = _RunState(
-        x=x,
-        hyper=pnet.hyper(),
-        reduction=pnet.error_reduction,
-        differentiable=True,
-        scaling=pnet.gradient_scaling,
-        random_init=False,
-    )
-    if state.scaling:
-        pnet.estimate_windows(tuple(x.shape[-2:]))
+    plans = [_frozen_plan(d, pnet.fast_kernels) for d in pnet.decoders]
+    state = pnet.new_run(x, timesteps, graph=True, plans=plans, random_init=False)
     e0 = pnet.normalize(x)
-    plans = [_frozen_plan(d) for d in pnet.decoders]
     carry: tuple = ()
     for t in range(timesteps + 1):
-        out = _Timestep.apply(pnet, state, plans, t, e0, *carry)
+        out = _Timestep.apply(pnet, state, t, e0, *carry)
         logits, carry = out[0], out[1:]
     return logits
 
@@ -92,10 +80,10 @@ class _Timestep(torch.autograd.Function):
     (backbone, update, decoders, double backward) when the gradient reaches it."""
 
     @staticmethod
-    def forward(ctx, pnet, state, plans, t, e0, *carry):
-        ctx.pnet, ctx.state, ctx.plans, ctx.t = pnet, state, plans, t
+    def forward(ctx, pnet, state, t, e0, *carry):
+        ctx.pnet, ctx.state, ctx.t = pnet, state, t
         ctx.save_for_backward(e0, *carry)
-        out = _timestep(pnet, state, plans, e0.detach(), t, *_detached(carry))  # no graph here
+        out = _timestep(pnet, state, e0.detach(), t, *_detached(carry))  # no graph here
         state.prev = state.pred = state.grad = state.e = None  # drop this timestep's tensors
         return out
 
@@ -104,55 +92,38 @@ class _Timestep(torch.autograd.Function):
         e0, *carry = ctx.saved_tensors
         inputs = [e0.detach().requires_grad_(True), *_detached(carry, grad=True)]
         with torch.enable_grad():
-            out = _timestep(ctx.pnet, ctx.state, ctx.plans, inputs[0], ctx.t, *inputs[1:])
+            out = _timestep(ctx.pnet, ctx.state, inputs[0], ctx.t, *inputs[1:])
         pairs = [(o, g) for o, g in zip(out, grads, strict=True) if g is not None]
         found = torch.autograd.grad(
             [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
         )
-        return (None, None, None, None, *found)
+        return (None, None, None, *found)
 
 
 def _detached(carry, grad: bool = False) -> list:
     return [c.detach().requires_grad_(grad) for c in carry]
 
 
-def _frozen_plan(decoder: nn.Module):
+def _frozen_plan(decoder: nn.Module, fast: bool):
     """The decoder's explicit-adjoint plan when its weights need no gradient (then
     adjoint_grad.DecoderStep differentiates it), else None (autograd's double backward)."""
-    plan = decoder_plan(decoder)
-    return (
-        plan
-        if plan is not None and not any(p.requires_grad for p in decoder.parameters())
-        else None
-    )
+    plan = decoder_plan(decoder, fast)
+    frozen = not any(p.requires_grad for p in decoder.parameters())
+    return plan if plan is not None and frozen else None
 
 
-def _timestep(
-    pnet: PredictiveNet, state: _RunState, plans: list, e0: Tensor, t: int, *prev: Tensor
-) -> tuple:
-    """One timestep of PredictiveNet.steps (METHOD.md section 2) from the previous timestep's
-    states e_n(t-1) alone; returns the logits and this timestep's e_n.
+def _timestep(pnet: PredictiveNet, state: RunState, e0: Tensor, t: int, *prev: Tensor) -> tuple:
+    """One timestep of PredictiveNet.steps (core/timestep.py) from the previous timestep's states
+    e_n(t-1) alone; returns the logits and this timestep's e_n.
 
     The predictions d_{n-1}(t-1) and error gradients g_n(t-1) are made here, from e(t-1), rather
     than at the end of timestep t-1 as the engine does: the same inputs and the same numbers, but
     only the states are carried (and kept) between timesteps, a third of e, d and g."""
-    n = pnet.num_encoders
-    state.t, state.feedback, state.x = t, False, e0
+    n = state.n
+    state.begin(t, e0, feedback=False)
     if prev:
         state.prev, state.pred, state.grad = list(prev), [None] * n, [None] * n
-        for i, (decoder, plan) in enumerate(zip(pnet.decoders, plans, strict=True)):
-            target = e0 if i == 0 else prev[i - 1]
-            if plan is not None:
-                pred, grad = differentiable_step(plan, prev[i], target, state.reduction)
-            else:
-                pred, _, grad = predict_and_gradient(
-                    decoder, prev[i], target, state.reduction, differentiable=True
-                )
-            state.pred[i], state.grad[i] = pred, grad
-    state.e = [None] * n
-    pnet._state = state
-    try:
-        logits = pnet.backbone(e0)
-    finally:
-        pnet._state = None
+        for i in range(n):
+            state.pred[i], _, state.grad[i] = decoder_step(state, i, prev)
+    logits = timestep(pnet.run_slot, pnet.backbone, state, e0)
     return (logits, *state.e)

@@ -1,53 +1,74 @@
 """Decoder files of a PredictiveNet: the checkpoint dict it writes (decoders.DECODER_FORMAT),
-writing it atomically, and loading one back after checking that it fits this backbone."""
+writing it atomically, and reading one back after checking that it fits this backbone. The
+net's own methods (save_decoders, load_decoders) call these with its name, encoders, decoders."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from pcnets.core.decoders import DECODER_FORMAT, read_decoder_file
 from pcnets.errors import PcnetsError
 
-if TYPE_CHECKING:
-    from pcnets.core.pnet import PredictiveNet
 
-
-def decoder_checkpoint(pnet: PredictiveNet, **meta) -> dict:
+def checkpoint(name: str, encoders: Sequence[str], decoders: nn.Module, **meta) -> dict:
     """The dict a decoder file holds: format, backbone, encoders, decoder weights, ``meta``."""
     return {
         "format": DECODER_FORMAT,
-        "backbone": pnet.name,
-        "encoders": pnet.encoder_names,
-        "decoders": pnet.decoders.state_dict(),
+        "backbone": name,
+        "encoders": list(encoders),
+        "decoders": decoders.state_dict(),
         **meta,
     }
 
 
-def save_decoders(pnet: PredictiveNet, path: str | Path, **meta) -> None:
-    """Write the decoders to ``path`` (atomically: a .tmp file, then renamed)."""
+def write(path: str | Path, ckpt: dict) -> None:
+    """Write ``ckpt`` to ``path`` atomically: a .tmp file, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(decoder_checkpoint(pnet, **meta), tmp)
+    torch.save(ckpt, tmp)
     tmp.replace(path)
 
 
-def load_decoders(pnet: PredictiveNet, path: str | Path) -> dict:
-    """Load a decoder file written by save_decoders (or `pcnets import-decoders`)."""
+def load_into(decoders: nn.Module, path: str | Path, name: str, encoders: Sequence[str]) -> dict:
+    """Read a decoder file written by save_decoders (or `pcnets import-decoders`) into
+    ``decoders`` after checking it was made for backbone ``name`` with ``encoders``."""
     ckpt = read_decoder_file(path)
-    if ckpt["backbone"] != pnet.name or list(ckpt["encoders"]) != pnet.encoder_names:
+    if ckpt["backbone"] != name or list(ckpt["encoders"]) != list(encoders):
         raise PcnetsError(
             f"{path} holds decoders for backbone {ckpt['backbone']!r} with encoders "
-            f"{list(ckpt['encoders'])}, not {pnet.name!r} with {pnet.encoder_names}"
+            f"{list(ckpt['encoders'])}, not {name!r} with {list(encoders)}"
         )
     try:
-        pnet.decoders.load_state_dict(ckpt["decoders"])
+        decoders.load_state_dict(ckpt["decoders"])
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise PcnetsError(
             f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}"
         ) from None
-    pnet._windows.clear()
     return ckpt
+
+
+class DecoderFiles:
+    """The decoder-file methods of a PredictiveNet (a mixin: the net gives name, encoder_names,
+    decoders, decoders_trained_on and decoders_changed)."""
+
+    def decoder_checkpoint(self, **meta) -> dict:
+        """The dict a decoder file holds: format, backbone, encoders, decoder weights, ``meta``."""
+        return checkpoint(self.name, self.encoder_names, self.decoders, **meta)
+
+    def save_decoders(self, path: str | Path, **meta) -> None:
+        """Write the decoders to ``path`` (atomically: a .tmp file, then renamed)."""
+        write(path, self.decoder_checkpoint(**meta))
+
+    def load_decoders(self, path: str | Path) -> dict:
+        """Load a decoder file written by save_decoders (or `pcnets import-decoders`); its
+        ``data`` entry (what trained them; None for older files) becomes
+        ``decoders_trained_on``."""
+        ckpt = load_into(self.decoders, path, self.name, self.encoder_names)
+        self.decoders_changed()
+        self.decoders_trained_on = ckpt.get("data")
+        return ckpt

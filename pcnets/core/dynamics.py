@@ -3,7 +3,7 @@
 Two ways to the error gradient g = d eps / d e: autograd through the decoder (any decoder, and
 the only way when a graph must be kept), and an explicit adjoint for the decoders that pcnets
 builds ([bilinear upsample] -> ConvTranspose2d -> [ReLU]), which gives the same numbers without
-building a graph: g = Up^T(ConvT^T(relu' * 2 (d - target) / K)) (in core/adjoint.py).
+building a graph: g = A^T(M * 2 (d - target) / K) (core/adjoint.py).
 """
 
 from __future__ import annotations
@@ -11,44 +11,37 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pcnets.core.adjoint import adjoint_predict_and_gradient, decoder_plan
+from pcnets.core.adjoint import adjoint_predict_and_gradient
 from pcnets.core.guards import REDUCTIONS
+from pcnets.core.kernels import decoder_plan
 
 
 def pc_update(
     ff: Tensor,
     prev: Tensor,
-    grad: Tensor,
+    grad: Tensor | None,
     beta: Tensor | float,
     lam: Tensor | float,
     alpha: Tensor | float,
     fb: Tensor | None,
+    memory: float | None = None,
 ) -> Tensor:
     """e_n(t) = beta*ff_n(t) + lam*d_n(t-1) + (1-beta-lam)*e_n(t-1) - alpha*g_n(t-1).
 
     ``fb`` is the prediction of e_n made by encoder n+1 at t-1; the top encoder has none, and its
-    memory share is then 1 - beta (lam is ignored).
+    memory share is then 1 - beta (lam is ignored). Given ``memory`` (that share, precomputed)
+    and Python-number coefficients, the same sum is built in place in one new tensor, without a
+    graph, skipping the terms whose coefficient is 0 (``grad`` may then be None).
     """
+    if memory is not None:
+        return _in_place(ff, prev, grad, beta, lam, memory, alpha, fb)
     if fb is None:
         return beta * ff + (1 - beta) * prev - alpha * grad
     return beta * ff + lam * fb + (1 - beta - lam) * prev - alpha * grad
 
 
-def pc_update_fused(
-    ff: Tensor,
-    prev: Tensor,
-    grad: Tensor | None,
-    beta: float,
-    lam: float,
-    memory: float,
-    alpha: float,
-    fb: Tensor | None,
-) -> Tensor:
-    """``pc_update`` with Python-number coefficients, in one new tensor: one multiply, then
-    fused multiply-adds in place; terms whose coefficient is 0 are skipped (no graph is kept).
-
-    ``memory`` is the weight of e_n(t-1): 1 - beta - lam, or 1 - beta for the top encoder.
-    """
+def _in_place(ff, prev, grad, beta, lam, memory, alpha, fb) -> Tensor:
+    """``pc_update`` as one multiply, then fused multiply-adds in place."""
     out = torch.mul(ff, beta)
     if fb is not None and lam != 0:
         out.add_(fb, alpha=lam)
@@ -57,6 +50,22 @@ def pc_update_fused(
     if grad is not None and alpha != 0:
         out.add_(grad, alpha=-alpha)
     return out
+
+
+def sample_norm(x: Tensor) -> Tensor:
+    """The L2 norm of each sample's elements, shape [B], in float32 or wider."""
+    dims = tuple(range(1, x.dim()))
+    return torch.linalg.vector_norm(x, dim=dims, dtype=torch.promote_types(x.dtype, torch.float32))
+
+
+def relative_gradient(grad: Tensor, prev: Tensor) -> Tensor:
+    """g_n scaled per sample to the norm of e_n(t-1): ||e_n(t-1)|| * g_n / ||g_n|| (0 where g_n
+    is 0), so that alpha is a fraction of the state's norm (pc.alpha_normalization=relative,
+    beyond the paper)."""
+    g_norm = sample_norm(grad)
+    scale = sample_norm(prev) / g_norm.clamp_min(torch.finfo(g_norm.dtype).tiny)
+    scale = torch.where(g_norm > 0, scale, torch.zeros_like(scale))
+    return grad * scale.to(grad.dtype).view(-1, *([1] * (grad.dim() - 1)))
 
 
 def prediction_error(pred: Tensor, target: Tensor) -> Tensor:
@@ -137,6 +146,13 @@ def decoder_window(
         changed = (decoder(x) != base).flatten(1).sum(1).to(torch.float64)
         counts.append(changed.mean().item())
     return max(float(sum(counts) / len(counts)), 1.0)
+
+
+def decoder_windows(decoders, shapes: list, tries: int = 10) -> Tensor:
+    """C of every decoder, decoder n on a batch of 2 maps of e_n's shape (shapes: e_0..e_N)."""
+    return torch.tensor(
+        [decoder_window(d, (2, *shapes[i + 1]), tries=tries) for i, d in enumerate(decoders)]
+    )
 
 
 def error_scale(pred_numel_per_sample: int, batch: int, window: float, reduction: str) -> float:

@@ -20,6 +20,16 @@ MAX_TIMESTEPS = 100
 UPPER = {"beta": 1.0, "lam": 1.0, "alpha": math.inf}
 # How the decoder error is reduced over a batch (pc.error_reduction).
 REDUCTIONS = ("per_sample", "batch_mean")
+# What the error term's step is measured in (pc.alpha_normalization): none = the paper's
+# alpha * g_n; relative = alpha * ||e_n(t-1)|| * g_n / ||g_n|| per sample (beyond the paper).
+ALPHA_NORMALIZATIONS = ("none", "relative")
+
+
+def check_choice(key: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else one PcnetsError line."""
+    if value not in choices:
+        raise PcnetsError(f"{key} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def hyper_tensor(key: str, value, n: int) -> Tensor:
@@ -42,6 +52,16 @@ def hyper_tensor(key: str, value, n: int) -> Tensor:
     if t.numel() != n:
         raise PcnetsError(f"{key} needs one value or {n} values (one per encoder), got {t.numel()}")
     return t
+
+
+def check_shares(beta: Tensor, lam: Tensor) -> None:
+    """0 <= beta + lambda <= 1 per encoder (the top encoder's lambda is ignored), or one line."""
+    lam_eff = lam.clone()
+    lam_eff[-1] = 0.0
+    total = beta + lam_eff
+    if (total > 1 + 1e-6).any():
+        bad = [i + 1 for i in torch.nonzero(total > 1 + 1e-6).flatten().tolist()]
+        raise PcnetsError(f"beta + lambda must be <= 1 (encoders {bad}: {total.tolist()})")
 
 
 def _as_list(value) -> list:
@@ -71,15 +91,20 @@ def check_timesteps(timesteps) -> int:
 
 
 def check_finite(logits: Tensor, states: list, t: int, names: Sequence[str]) -> None:
-    """Stop a run whose logits at timestep ``t`` are not all finite (one device sync per
-    timestep), naming the lowest encoder whose e_n(t) is already non-finite."""
-    if bool(torch.isfinite(logits).all()):
+    """Stop a run whose e_n(t) or logits at timestep ``t`` are not all finite, naming the lowest
+    encoder whose state is non-finite: one isfinite reduction per tensor, one device sync per
+    timestep. The states are checked, not only the logits: a clamping activation (ReLU6, a
+    fused oneDNN kernel) can turn NaN states into finite logits."""
+    found = [(i, e) for i, e in enumerate(states) if e is not None]
+    flags = torch.stack(
+        [torch.isfinite(x).all() for _, x in found] + [torch.isfinite(logits).all()]
+    )
+    flags = flags.tolist()
+    if all(flags):
         return
-    where = "the head (every encoder state is finite)"
-    for i, e in enumerate(states):
-        if e is not None and not bool(torch.isfinite(e).all()):
-            where = f"encoder {i + 1} ({names[i]})"
-            break
+    bad = [i for (i, _), ok in zip(found, flags, strict=False) if not ok]
+    where = f"encoder {bad[0] + 1} ({names[bad[0]]})" if bad else "the head"
+    where += "" if bad else " (every encoder state is finite)"
     raise PcnetsError(
         f"non-finite values at timestep {t} in {where}: no accuracy is counted; check "
         "pc.beta/lam/alpha (alpha too large diverges) and the decoder file"

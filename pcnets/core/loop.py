@@ -1,91 +1,108 @@
-"""The timestep loop of METHOD.md section 2 (``PredictiveNet.steps``): check the options, set up
-the run's state, and run the backbone once per timestep while the encoder hooks (core/hooks.py)
-turn each encoder's output into e_n(t)."""
+"""The timestep loop of METHOD.md section 2 (``PredictiveNet.steps``): the run's constants, then
+one backbone pass per timestep (core/timestep.py) while the encoder hooks make each e_n(t)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from pcnets.core.guards import REDUCTIONS, check_finite, check_timesteps
-from pcnets.core.hooks import fast_constants
-from pcnets.core.run_state import Hyper, Step, _RunState
-from pcnets.errors import PcnetsError
+from pcnets.core.guards import ALPHA_NORMALIZATIONS, REDUCTIONS, check_choice
+from pcnets.core.kernels import decoder_plan
+from pcnets.core.run_state import Hyper, RunSlot, RunState, Step
+from pcnets.core.timestep import timestep
 
-if TYPE_CHECKING:
-    from pcnets.core.pnet import PredictiveNet
+# The run options that default to the net's own attributes, and their allowed values.
+OPTIONS = {
+    "error_reduction": REDUCTIONS,
+    "gradient_scaling": (False, True),
+    "random_init": (False, True),
+    "alpha_normalization": ALPHA_NORMALIZATIONS,
+}
 
 
-def steps(
-    pnet: PredictiveNet,
-    x: Tensor,
-    timesteps: int = 10,
-    *,
-    error_reduction: str | None = None,
-    gradient_scaling: bool | None = None,
-    random_init: bool | None = None,
-    differentiable: bool = False,
-    states: bool = False,
-    errors: bool = False,
-    hyper: Hyper | None = None,
-) -> Iterator[Step]:
-    """Iterate the dynamics, yielding one Step per timestep 0..T.
+def options(defaults: dict, given: dict) -> dict:
+    """The run's options: ``given`` (None = the default) over ``defaults``, each checked."""
+    unknown = set(given) - set(OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown run options {sorted(unknown)}; known: {list(OPTIONS)}")
+    merged = {k: defaults[k] if given.get(k) is None else given[k] for k in OPTIONS}
+    return {k: check_choice(k, v, OPTIONS[k]) for k, v in merged.items()}
 
-    Without ``differentiable`` nothing keeps an autograd graph, and nothing outlives a timestep
-    that the next one does not need (predictions after the last timestep are skipped unless
-    ``errors`` asks for them). ``states`` keeps e_n(t) in each Step for analysis. Non-finite
-    logits stop the run with a PcnetsError naming the timestep and the first bad encoder.
-    """
-    reduction = error_reduction or pnet.error_reduction
-    if reduction not in REDUCTIONS:
-        raise PcnetsError(f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
-    check_timesteps(timesteps)
-    if pnet._state is not None:
-        raise RuntimeError("a run of this PredictiveNet is already in progress")
-    if len(pnet.decoders) != pnet.num_encoders:
-        raise PcnetsError("this PredictiveNet has no decoders yet: call set_decoders()")
-    scaling = pnet.gradient_scaling if gradient_scaling is None else gradient_scaling
-    if scaling:
-        pnet.estimate_windows(tuple(x.shape[-2:]))
-    state = _RunState(
-        x=x,
-        hyper=hyper or pnet.hyper(),
-        reduction=reduction,
-        differentiable=differentiable,
-        scaling=scaling,
-        random_init=pnet.random_init if random_init is None else random_init,
-        keep=states,
+
+def start(
+    decoders: nn.ModuleList,
+    names: Sequence[str],
+    hyper: Hyper,
+    opts: dict,
+    graph: bool,
+    window: Tensor | None,
+    adjoint: Callable,
+    fast_kernels: bool = True,
+    plans: list | None = None,
+) -> RunState:
+    """The RunState of a new run with the checked ``opts``. With a ``graph`` the coefficients
+    stay tensors and every prediction and gradient is made (by autograd unless ``plans`` are
+    given); without one they become Python numbers (one device sync) and only what the update
+    uses is made."""
+    n = len(names)
+    lam_eff = hyper.lam.detach().clone()
+    lam_eff[-1] = 0.0  # the top encoder has no feedback: its share is 1 - beta
+    if graph:
+        beta, lam, memory, alpha = hyper.beta, hyper.lam, None, hyper.alpha
+        plans = plans or [None] * n
+        need_pred, need_grad = [True] * n, [True] * n
+    else:
+        memory = 1 - hyper.beta.detach() - lam_eff  # float32, as pc_update computes it
+        coefs = torch.stack([hyper.beta.detach(), hyper.lam.detach(), memory, hyper.alpha.detach()])
+        beta, lam, memory, alpha = coefs.cpu().tolist()
+        plans = [decoder_plan(d, fast_kernels) for d in decoders]
+        need_pred = [i > 0 and lam[i - 1] != 0 for i in range(n)]
+        need_grad = [a != 0 for a in alpha]
+    return RunState(
+        decoders=decoders,
+        names=names,
+        hyper=hyper,
+        reduction=opts["error_reduction"],
+        graph=graph,
+        random_init=bool(opts["random_init"]),
+        beta=beta,
+        lam=lam,
+        memory=memory,
+        alpha=alpha,
+        dtype=hyper.alpha.dtype,
+        window=None if window is None else window.tolist(),
+        plans=plans,
+        adjoint=adjoint,
+        need_pred=need_pred,
+        need_grad=need_grad,
+        relative=opts["alpha_normalization"] == "relative",
     )
-    state.want_errors = errors
-    if not differentiable:
-        state.fast = fast_constants(pnet, state.hyper, scaling)
-    grad_mode = torch.enable_grad() if differentiable else torch.no_grad()
-    try:
+
+
+def iterate(
+    slot: RunSlot,
+    backbone: nn.Module,
+    s: RunState,
+    e0: Tensor,
+    timesteps: int,
+    states: bool = False,
+    terms: bool = False,
+) -> Iterator[Step]:
+    """One Step per timestep 0..T. Predictions after the last timestep are made only when the
+    errors are asked for (s.want_errors)."""
+    grad_mode = torch.enable_grad() if s.graph else torch.no_grad()
+    s.want_terms = terms
+    for t in range(timesteps + 1):
+        s.begin(t, e0, feedback=t < timesteps or s.want_errors)
         with grad_mode:
-            e0 = pnet.normalize(x)
-        for t in range(timesteps + 1):
-            state.t = t
-            state.feedback = t < timesteps or errors
-            state.e = [None] * pnet.num_encoders
-            state.new_pred = [None] * pnet.num_encoders
-            state.new_grad = [None] * pnet.num_encoders
-            state.errors = [None] * pnet.num_encoders
-            state.x = e0
-            pnet._state = state
-            with grad_mode:
-                logits = pnet.backbone(e0)
-            pnet._state = None
-            check_finite(logits, state.e, t, pnet.encoder_names)
-            step = Step(
-                t,
-                logits,
-                states=list(state.e) if states else None,
-                errors=list(state.errors) if errors else None,
-            )
-            state.prev, state.pred, state.grad = state.e, state.new_pred, state.new_grad
-            yield step
-    finally:
-        pnet._state = None
+            logits = timestep(slot, backbone, s, e0)
+        yield Step(
+            t,
+            logits,
+            states=list(s.e) if states else None,
+            errors=list(s.errors) if s.want_errors else None,
+            terms=torch.stack(s.terms) if terms and t > 0 else None,
+        )
+        s.advance()

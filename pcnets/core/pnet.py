@@ -1,32 +1,35 @@
 """PredictiveNet: a feedforward backbone, its encoder cut points, the feedback decoders, and the
-timestep loop of METHOD.md section 2 (core/loop.py; the encoder hooks are core/hooks.py).
+timestep loop of METHOD.md section 2 (core/loop.py; one timestep is core/timestep.py).
 
 The backbone is left as it is (its state_dict is a plain torchvision/timm one). Forward hooks on
-the encoder modules replace each encoder's output with e_n(t) while a run is in progress; outside
-a run the hooks do nothing, so ``pnet.backbone(x)`` stays the plain feedforward model.
+the encoder modules replace each encoder's output with e_n(t) while a run is in progress (the
+net's RunSlot holds it); outside a run the hooks do nothing, so ``pnet.backbone(x)`` stays the
+plain feedforward model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from pcnets.core import decoder_files, loop
-from pcnets.core.adjoint import adjoint_predict_and_gradient
-from pcnets.core.dynamics import decoder_window
-from pcnets.core.guards import hyper_tensor
-from pcnets.core.hooks import _EncoderHook
-from pcnets.core.run_state import Hyper, Step, _RunState  # noqa: F401  (Step: public API)
-from pcnets.core.shapes import _make_out_of_place, _size, check_decoders, probe
+from pcnets.core import loop
+from pcnets.core.adjoint import adjoint_predict_and_gradient, compiled_adjoint
+from pcnets.core.decoder_files import DecoderFiles
+from pcnets.core.dynamics import decoder_windows
+from pcnets.core.guards import check_shares, check_timesteps, hyper_tensor
+from pcnets.core.run_state import Hyper, RunSlot, RunState, Step
+from pcnets.core.shapes import check_decoders, hw, make_out_of_place, param_like, probe
+from pcnets.core.timestep import EncoderHook
 from pcnets.errors import PcnetsError, suggest
 
 
-class PredictiveNet(nn.Module):
+class PredictiveNet(DecoderFiles, nn.Module):
     """A feedforward CNN with predictive-coding feedback between consecutive encoders.
 
-    Takes [0, 1] images and normalises them first: e_0 is the normalised image.
+    Takes [0, 1] images and normalises them first: e_0 is the normalised image. Its decoder
+    files (save_decoders, load_decoders) come from decoder_files.DecoderFiles.
     """
 
     def __init__(
@@ -51,18 +54,20 @@ class PredictiveNet(nn.Module):
         n = len(self.encoder_names)
         if n < 1:
             raise PcnetsError("a PredictiveNet needs at least one encoder module name")
-        self.register_buffer("beta", torch.zeros(n))
-        self.register_buffer("lam", torch.zeros(n))
-        self.register_buffer("alpha", torch.zeros(n))
+        for key in ("beta", "lam", "alpha"):
+            self.register_buffer(key, torch.zeros(n))
         self.register_buffer("window", torch.ones(n))  # C of the gradient scaling, per decoder
         self.set_hyperparameters(beta=0.8, lam=0.1, alpha=0.01)
         self.error_reduction = "per_sample"
         self.gradient_scaling = False
         self.random_init = False
-        self._state: _RunState | None = None
+        self.alpha_normalization = "none"  # or "relative" (beyond the paper: METHOD.md 3)
+        self.fast_kernels = True  # core/kernels.py may take its fast forms (numerics switch)
+        self.decoders_trained_on: dict | None = None  # the data a loaded decoder file names
+        self.run_slot = RunSlot()  # the run in progress, seen by the encoder hooks
         self._adjoint = adjoint_predict_and_gradient  # compile_decoders() swaps in a compiled one
         self._windows: dict[tuple[int, int], Tensor] = {}  # C per input (H, W)
-        _make_out_of_place(self.backbone)
+        make_out_of_place(self.backbone)
         modules = dict(self.backbone.named_modules())
         for i, mname in enumerate(self.encoder_names):
             if mname not in modules:
@@ -70,8 +75,8 @@ class PredictiveNet(nn.Module):
                     f"encoder module {mname!r} not found in the backbone"
                     f"{suggest(mname, [k for k in modules if k])}"
                 )
-            modules[mname].register_forward_hook(_EncoderHook(self, i))
-        self.shapes = probe(self, probe_size)
+            modules[mname].register_forward_hook(EncoderHook(self.run_slot, i))
+        self.shapes = self.feature_shapes(probe_size)
         if decoders is not None:
             self.set_decoders(decoders)
         self.eval()  # built for inference; train() makes only the decoders trainable
@@ -82,7 +87,11 @@ class PredictiveNet(nn.Module):
         if len(decoders) != n:
             raise PcnetsError(f"{n} encoders need {n} decoders, got {len(decoders)}")
         self.decoders = nn.ModuleList(decoders).to(self.mean.device).train(self.training)
-        check_decoders(self)
+        check_decoders(self.decoders, self.shapes, self.encoder_names, param_like(self.backbone))
+        self.decoders_changed()
+
+    def decoders_changed(self) -> None:
+        """Forget what was measured on the old decoders (the windows C of gradient scaling)."""
         self._windows.clear()
 
     # ---- configuration -------------------------------------------------------------------
@@ -94,19 +103,12 @@ class PredictiveNet(nn.Module):
     def set_hyperparameters(self, beta=None, lam=None, alpha=None) -> None:
         """Set beta, lambda, alpha: scalars, or one value per encoder. Each must be a finite number
         >= 0, and 0 <= beta + lam <= 1."""
-        n = self.num_encoders
-        new = {}
-        for key, value in (("beta", beta), ("lam", lam), ("alpha", alpha)):
-            if value is None:
-                new[key] = getattr(self, key).clone()
-                continue
-            new[key] = hyper_tensor(key, value, n)
-        lam_eff = new["lam"].clone()
-        lam_eff[-1] = 0.0  # the top encoder has no feedback: its lambda is ignored
-        total = new["beta"] + lam_eff
-        if (total > 1 + 1e-6).any():
-            bad = [i + 1 for i in torch.nonzero(total > 1 + 1e-6).flatten().tolist()]
-            raise PcnetsError(f"beta + lambda must be <= 1 (encoders {bad}: {total.tolist()})")
+        given = {"beta": beta, "lam": lam, "alpha": alpha}
+        new = {
+            k: getattr(self, k).clone() if v is None else hyper_tensor(k, v, self.num_encoders)
+            for k, v in given.items()
+        }
+        check_shares(new["beta"], new["lam"])
         for key, t in new.items():
             getattr(self, key).copy_(t.to(getattr(self, key).device))
 
@@ -119,15 +121,11 @@ class PredictiveNet(nn.Module):
         """C of the gradient scaling for every decoder at input size ``size`` (H, W; default the
         probe's), estimated once per size and cached: a window is cut off at the border of a small
         map, so C must come from the run's own input size (METHOD.md section 3)."""
-        h, w = _size(size if size is not None else self.shapes[0][1:])
+        h, w = hw(size if size is not None else self.shapes[0][1:])
         if (h, w) not in self._windows:
-            shapes = self.shapes if (h, w) == tuple(self.shapes[0][1:]) else probe(self, (h, w))
-            self._windows[(h, w)] = torch.tensor(
-                [
-                    decoder_window(dec, (2, *shapes[i + 1]), tries=tries)
-                    for i, dec in enumerate(self.decoders)
-                ]
-            )
+            same = (h, w) == tuple(self.shapes[0][1:])
+            shapes = self.shapes if same else self.feature_shapes((h, w))
+            self._windows[(h, w)] = decoder_windows(self.decoders, shapes, tries)
         self.window.copy_(self._windows[(h, w)])
         return self.window
 
@@ -135,12 +133,7 @@ class PredictiveNet(nn.Module):
         """torch.compile the graph-free decoder step (prediction, error, explicit adjoint), where
         nearly all the dynamics' extra time goes; the backbone stays eager (its hooks hold the
         run's state). ``options`` go to torch.compile."""
-        import torch._dynamo
-
-        # one graph per decoder and per (errors, gradient) need: more than dynamo's default 8
-        limit = 4 * self.num_encoders
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
-        self._adjoint = torch.compile(adjoint_predict_and_gradient, dynamic=False, **options)
+        self._adjoint = compiled_adjoint(self.num_encoders, **options)
 
     # ---- running -------------------------------------------------------------------------
 
@@ -171,17 +164,47 @@ class PredictiveNet(nn.Module):
         """Logits at timesteps 0..T (T+1 tensors); [0] is the plain feedforward output."""
         return [step.logits for step in self.steps(x, timesteps, **kwargs)]
 
-    # the loop lives in core/loop.py (its first argument is this net)
-    steps = loop.steps
+    def steps(
+        self,
+        x: Tensor,
+        timesteps: int = 10,
+        *,
+        differentiable: bool = False,
+        states: bool = False,
+        errors: bool = False,
+        terms: bool = False,
+        hyper: Hyper | None = None,
+        plans: list | None = None,
+        **options,
+    ) -> Iterator[Step]:
+        """Iterate the dynamics, yielding one Step per timestep 0..T.
 
-    # ---- build-time checks ---------------------------------------------------------------
+        Without ``differentiable`` nothing keeps an autograd graph, and nothing outlives a
+        timestep that the next one does not need (predictions after the last timestep are skipped
+        unless ``errors`` asks for them). ``states`` keeps e_n(t) in each Step, ``terms`` the size
+        of each term of the update (Step.terms). ``options`` (error_reduction, gradient_scaling,
+        random_init, alpha_normalization) default to the net's own settings; ``plans`` are the
+        decoders' kernels.DecoderPlans for the explicit adjoint with a graph. Non-finite states or
+        logits stop the run with a PcnetsError naming the timestep and the first bad encoder."""
+        s = self.new_run(x, timesteps, graph=differentiable, hyper=hyper, plans=plans, **options)
+        s.want_errors = errors
+        with torch.enable_grad() if differentiable else torch.no_grad():
+            e0 = self.normalize(x)
+        return loop.iterate(self.run_slot, self.backbone, s, e0, timesteps, states, terms)
+
+    def new_run(
+        self, x: Tensor, timesteps: int = 10, *, graph=False, hyper=None, plans=None, **options
+    ) -> RunState:
+        """The RunState of a run on ``x``, its options checked (see ``steps``)."""
+        opts = loop.options({k: getattr(self, k) for k in loop.OPTIONS}, options)
+        check_timesteps(timesteps)
+        if len(self.decoders) != self.num_encoders:
+            raise PcnetsError("this PredictiveNet has no decoders yet: call set_decoders()")
+        window = self.estimate_windows(x.shape[-2:]) if opts["gradient_scaling"] else None
+        names, hyper = self.encoder_names, hyper or self.hyper()
+        kernels = {"adjoint": self._adjoint, "fast_kernels": self.fast_kernels, "plans": plans}
+        return loop.start(self.decoders, names, hyper, opts, graph, window, **kernels)
 
     def feature_shapes(self, size: int | tuple[int, int]) -> list[tuple[int, int, int]]:
         """C,H,W of e_0 (the image) .. e_N for an input of ``size`` (H, W)."""
-        return probe(self, size)
-
-    # ---- decoder files (core/decoder_files.py; their first argument is this net) ----------
-
-    decoder_checkpoint = decoder_files.decoder_checkpoint
-    save_decoders = decoder_files.save_decoders
-    load_decoders = decoder_files.load_decoders
+        return probe(self.backbone, self.encoder_names, self.mean.shape[1], size)

@@ -1,9 +1,10 @@
 """The straightforward loop: METHOD.md sections 2-3 the way the reference code computes them.
 
 Eager, autograd everywhere, and every prediction and error gradient at every timestep, the last
-one included. It shares no code with the engine in pcnets/pnet.py (only the PredictiveNet's
-modules and hyperparameters), hooks the encoders itself, and works for any PredictiveNet. It is
-the baseline that `pcnets bench` measures the engine against and that the fast-path tests match.
+one included. It shares no code with the engine (core/loop.py, timestep.py; only the
+PredictiveNet's modules and hyperparameters), hooks the encoders itself, and works for any
+PredictiveNet. It is the baseline that `pcnets bench` measures the engine against and that the
+fast-path tests match.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def reference_run(
     error_reduction: str | None = None,
     gradient_scaling: bool | None = None,
     random_init: bool | None = None,
+    alpha_normalization: str | None = None,
     hyper: Hyper | None = None,
 ) -> list[Tensor]:
     """Logits at timesteps 0..T of ``pnet`` on [0, 1] images ``x``, by the straightforward loop.
@@ -35,11 +37,12 @@ def reference_run(
         raise PcnetsError(f"error_reduction must be per_sample or batch_mean, got {reduction!r}")
     scaling = pnet.gradient_scaling if gradient_scaling is None else gradient_scaling
     rand = pnet.random_init if random_init is None else random_init
+    relative = (alpha_normalization or pnet.alpha_normalization) == "relative"
     hyper = hyper or pnet.hyper()
     if scaling:
         pnet.estimate_windows(tuple(x.shape[-2:]))
     n = pnet.num_encoders
-    memory = {"prev": [None] * n, "pred": [None] * n, "grad": [None] * n}
+    stored = {"prev": [None] * n, "pred": [None] * n, "grad": [None] * n}  # timestep t-1
     now: dict = {}
 
     def hook(i: int, ff: Tensor) -> Tensor:
@@ -47,19 +50,18 @@ def reference_run(
         if now["t"] == 0:
             e = torch.randn_like(ff) if rand else ff
         else:
-            old_pred, grad = memory["pred"], memory["grad"]
+            old_pred, grad, prev = stored["pred"], stored["grad"][i], stored["prev"][i]
             if scaling:
                 k = old_pred[i].numel() if reduction == "batch_mean" else old_pred[i][0].numel()
                 alpha = alpha * (k / float(pnet.window[i]) ** 0.5)  # K / sqrt(C), METHOD.md 3
+            if relative:  # alpha * ||e(t-1)|| * g / ||g||, per sample (0 where g is 0)
+                sizes = [(p.norm(), g.norm()) for p, g in zip(prev, grad, strict=True)]
+                scales = [float(p / g) if g > 0 else 0.0 for p, g in sizes]
+                grad = torch.stack([g * c for g, c in zip(grad, scales, strict=True)])
             if i == n - 1:  # the top encoder: no feedback, memory share 1 - beta
-                e = beta * ff + (1 - beta) * memory["prev"][i] - alpha * grad[i]
+                e = beta * ff + (1 - beta) * prev - alpha * grad
             else:
-                e = (
-                    beta * ff
-                    + lam * old_pred[i + 1]
-                    + (1 - beta - lam) * memory["prev"][i]
-                    - alpha * grad[i]
-                )
+                e = beta * ff + lam * old_pred[i + 1] + (1 - beta - lam) * prev - alpha * grad
         # e_n(t) becomes a leaf of the autograd graph, as in the reference code, and flows on up.
         leaf = e.detach().requires_grad_(True)
         target = now["e0"] if i == 0 else now["e"][i - 1]
@@ -82,7 +84,7 @@ def reference_run(
                 e0 = pnet.normalize(x).detach()
                 now.update(t=t, e0=e0, e=[None] * n, pred=[None] * n, grad=[None] * n)
                 logits.append(pnet.backbone(e0).detach())
-                memory = {"prev": now["e"], "pred": now["pred"], "grad": now["grad"]}
+                stored = {"prev": now["e"], "pred": now["pred"], "grad": now["grad"]}
     finally:
         for h in handles:
             h.remove()

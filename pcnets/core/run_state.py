@@ -1,22 +1,30 @@
-"""What a run carries: the Step it yields per timestep, the hyperparameters as tensors, and the
-state that the encoder hooks read and write while ``PredictiveNet.steps()`` is iterating."""
+"""What a run carries: the Step it yields per timestep, the hyperparameters as tensors, the state
+of one run, and the slot through which the encoder hooks see it (its one owner)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+# The order of the update's terms in Step.terms (METHOD.md section 2).
+TERMS = ("ff", "feedback", "memory", "error")
 
 
 @dataclass
 class Step:
-    """One timestep of a run: the logits, and (when asked for) e_n(t) and the per-sample errors."""
+    """One timestep of a run: the logits, and (when asked for) e_n(t), the per-sample errors, and
+    the term sizes: a float tensor [N, 4, B] of ||beta ff||, ||lambda d||, ||(1-beta-lambda)
+    e(t-1)||, ||alpha g|| over ||e_n(t)|| per encoder and sample (TERMS; None at t = 0)."""
 
     t: int
     logits: Tensor
     states: list[Tensor] | None = None
     errors: list[Tensor] | None = None
+    terms: Tensor | None = None
 
 
 @dataclass
@@ -29,18 +37,33 @@ class Hyper:
 
 
 @dataclass
-class _RunState:
-    """What the hooks need during one run; lives only while ``steps()`` is iterating."""
+class RunState:
+    """One run: its constants (set when it starts) and the tensors of the current and previous
+    timestep. ``graph``: the autograd graph is kept (coefficients are then tensors; otherwise
+    Python numbers, one device sync per run)."""
 
-    x: Tensor
+    decoders: nn.ModuleList
+    names: Sequence[str]
     hyper: Hyper
     reduction: str
-    differentiable: bool
-    scaling: bool
+    graph: bool
     random_init: bool
+    beta: Sequence  # per encoder, tensors (graph) or floats
+    lam: Sequence
+    memory: Sequence | None  # 1 - beta - lam (1 - beta at the top); floats, None with a graph
+    alpha: Sequence
+    dtype: torch.dtype  # of the hyperparameters: products are rounded to it, as pc_update does
+    window: list[float] | None  # C of the gradient scaling per decoder; None without scaling
+    plans: list  # kernels.DecoderPlan or None per decoder
+    adjoint: Callable  # the graph-free decoder step (adjoint.adjoint_predict_and_gradient)
+    need_pred: list[bool]  # decoder n's prediction is used (lambda_{n-1} != 0, or a graph)
+    need_grad: list[bool]  # g_n is used (alpha_n != 0, or a graph)
+    relative: bool = False  # pc.alpha_normalization=relative
+    want_errors: bool = False
+    want_terms: bool = False
     t: int = 0
-    feedback: bool = True
-    keep: bool = False
+    feedback: bool = True  # make d, eps, g at the end of this timestep
+    x: Tensor | None = None  # e_0
     e: list = field(default_factory=list)  # e_n(t) for this timestep (index n-1)
     prev: list = field(default_factory=list)  # e_n(t-1)
     pred: list = field(default_factory=list)  # d_{n-1}(t-1): decoder n's prediction of e_{n-1}
@@ -48,22 +71,37 @@ class _RunState:
     new_pred: list = field(default_factory=list)
     new_grad: list = field(default_factory=list)
     errors: list = field(default_factory=list)
-    want_errors: bool = False
-    fast: _Fast | None = None  # set when no graph is kept (differentiable=False)
+    terms: list = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    def begin(self, t: int, e0: Tensor, feedback: bool) -> None:
+        """Start timestep ``t`` on the image ``e0``: this timestep's lists empty."""
+        n = self.n
+        self.t, self.x, self.feedback = t, e0, feedback
+        self.e, self.new_pred, self.new_grad = [None] * n, [None] * n, [None] * n
+        self.errors, self.terms = [None] * n, [None] * n
+
+    def advance(self) -> None:
+        """This timestep's states, predictions and gradients become the previous ones."""
+        self.prev, self.pred, self.grad = self.e, self.new_pred, self.new_grad
 
 
-@dataclass
-class _Fast:
-    """Per-run constants of the graph-free path: Python-number coefficients (one device sync per
-    run), the decoders' explicit-adjoint plans, and which predictions/gradients anything uses."""
+class RunSlot:
+    """The run in progress on one PredictiveNet, where its encoder hooks find it. The one owner
+    of the net's run state: ``running`` sets it for one pass of the backbone and clears it."""
 
-    beta: list[float]
-    lam: list[float]
-    memory: list[float]  # 1 - beta - lam (1 - beta at the top)
-    alpha: list[float]  # alpha_n, times K / sqrt(C) once K is known when scaling
-    window: list[float]
-    plans: list
-    need_pred: list[bool]  # decoder n's prediction feeds encoder n-1 (lambda_{n-1} != 0)
-    need_grad: list[bool]  # g_n is used (alpha_n != 0)
-    scaled: list[bool]  # alpha_n already includes K / sqrt(C) (or needs no scaling)
-    dtype: torch.dtype  # of the hyperparameters: products are rounded to it, as pc_update does
+    def __init__(self) -> None:
+        self.current: RunState | None = None
+
+    @contextmanager
+    def running(self, state: RunState) -> Iterator[None]:
+        if self.current is not None:
+            raise RuntimeError("a run of this PredictiveNet is already in progress")
+        self.current = state
+        try:
+            yield
+        finally:
+            self.current = None

@@ -21,16 +21,12 @@ import torch.nn.functional as F
 from timm.layers import Conv2dSame, pad_same
 from torch import nn
 
-from pcnets.core.adjoint import onednn_fp32
+from pcnets.core import kernels
 
 _DONE = "_pcnets_folded"
-_ACT = "_pcnets_act"  # on a convolution: (oneDNN attr, its scalars, the activation function)
+_ACT = "_pcnets_act"  # on a convolution: (the activation's name in core.kernels, its function)
 _FUSED = "_pcnets_act_fused"  # on an activation (or a folded BatchNorm) the convolution took over
-_ACTS = {
-    nn.ReLU: ("relu", [], F.relu),
-    nn.ReLU6: ("hardtanh", [0.0, 6.0], F.relu6),
-    nn.SiLU: ("swish", [], F.silu),
-}
+_ACTS = {nn.ReLU: ("relu", F.relu), nn.ReLU6: ("relu6", F.relu6), nn.SiLU: ("silu", F.silu)}
 
 
 def _plain_forward(self, x):
@@ -48,21 +44,14 @@ def _passthrough(self, x):
 
 
 def _conv_act_forward(self, x):
-    """act(conv(x)): one oneDNN call where it may run (no graph needed), else the two calls."""
-    attr, scalars, act = getattr(self, _ACT)
-    w, b = self.weight, self.bias
-    needs_graph = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, w, b)
-    )
-    if needs_graph or not onednn_fp32(x, w):
-        return act(type(self).forward(self, x))
+    """act(conv(x)): one fused kernel where it may run (core.kernels.conv_act), else two calls."""
+    name, act = getattr(self, _ACT)
     same = type(self) is Conv2dSame  # timm's TF "same" padding, padded at every call
-    if same:
-        x = pad_same(x, self.kernel_size, self.stride, self.dilation)
+    u = pad_same(x, self.kernel_size, self.stride, self.dilation) if same else x
     pad = [0, 0] if same else list(self.padding)
-    return torch.ops.mkldnn._convolution_pointwise(
-        x, w, b, pad, list(self.stride), list(self.dilation), self.groups, attr, scalars, ""
-    )
+    out = kernels.conv_act(u, self.weight, self.bias, pad, self.stride, self.dilation,
+                           self.groups, name)  # fmt: skip
+    return act(type(self).forward(self, x)) if out is None else out
 
 
 def fusable_activations(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
@@ -138,13 +127,16 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module, size: int = 64, tolerance: float = 1e-4) -> int:
+def fold_batchnorm(
+    model: nn.Module, size: int = 64, tolerance: float = 1e-4, fuse: bool = True
+) -> int:
     """Fold every foldable BatchNorm of ``model`` (in eval mode) into its convolution and fuse the
-    activations that follow, in place; the number of BatchNorms folded. If the output on a random
-    input moves by more than ``tolerance`` (relative to its scale), nothing is folded or fused: the
-    layer order was not the order they run in."""
+    activations that follow (unless not ``fuse``: numerics ``fast_kernels: false``), in place; the
+    number of BatchNorms folded. If the output on a random input moves by more than
+    ``tolerance`` (relative to its scale), nothing is folded or fused: the layer order was not
+    the order they run in."""
     pairs = foldable_pairs(model)
-    if not pairs and not fusable_activations(model):
+    if not pairs and not (fuse and fusable_activations(model)):
         return 0
     param = next(model.parameters())
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -153,7 +145,7 @@ def fold_batchnorm(model: nn.Module, size: int = 64, tolerance: float = 1e-4) ->
     saved = [(c, c.weight.clone(), None if c.bias is None else c.bias.clone()) for c, _ in pairs]
     for conv, bn in pairs:
         _fold(conv, bn)
-    fused = fusable_activations(model)
+    fused = fusable_activations(model) if fuse else []
     for conv, module in fused:
         _fuse(conv, module)
     after = model(x)

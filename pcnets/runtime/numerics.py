@@ -28,13 +28,16 @@ from pcnets.runtime.fusion import fold_batchnorm
 @dataclass(frozen=True)
 class Numerics:
     """How a PredictiveNet computes: on which device, with bf16 autocast, channels_last,
-    torch.compile of the decoder step, eval-mode BatchNorm folded into its convolution."""
+    torch.compile of the decoder step, eval-mode BatchNorm folded into its convolution, and the
+    fast kernels of core/kernels.py (polyphase decoders, packed oneDNN weights, convolution +
+    activation in one call; ``fast_kernels: false`` gives the plain torch kernels only)."""
 
     device: torch.device
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
     fold_bn: bool = False
+    fast_kernels: bool = True
 
     @property
     def label(self) -> str:
@@ -45,11 +48,14 @@ class Numerics:
             parts.append("channels_last")
         if self.compile:
             parts.append("compile")
+        if not self.fast_kernels:
+            parts.append("no_fast_kernels")
         return "+".join(parts)
 
 
 def numerics(cfg, device: torch.device | str | None = None) -> Numerics:
-    """The switches of a composed config (top-level amp, channels_last, compile, fold_bn).
+    """The switches of a composed config (top-level amp, channels_last, compile, fold_bn,
+    fast_kernels).
 
     ``channels_last: auto`` is on for CUDA and, on a CPU, where the backbone's entry says that it
     measured faster (``backbone.cpu_channels_last``, default true: oneDNN's convolutions work in
@@ -65,6 +71,7 @@ def numerics(cfg, device: torch.device | str | None = None) -> Numerics:
         channels_last=switch(cfg.get("channels_last", "auto"), device, on_cpu=cpu_cl),
         compile=bool(cfg.get("compile", False)),
         fold_bn=bool(cfg.get("fold_bn", True)),
+        fast_kernels=bool(cfg.get("fast_kernels", True)),
     )
 
 
@@ -73,8 +80,9 @@ def prepare(pnet: PredictiveNet, num: Numerics) -> PredictiveNet:
     compilation asked for, and let cuDNN pick its fastest kernels (inputs keep one shape per run).
     Folding changes the backbone's weights in place (same function): save decoders, not it."""
     pnet = pnet.to(num.device).eval()
+    pnet.fast_kernels = num.fast_kernels
     if num.fold_bn:
-        fold_batchnorm(pnet.backbone)
+        fold_batchnorm(pnet.backbone, fuse=num.fast_kernels)
     if num.channels_last:
         pnet = pnet.to(memory_format=torch.channels_last)
     if num.device.type == "cuda":

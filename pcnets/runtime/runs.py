@@ -36,7 +36,7 @@ from pcnets.schema import GROUPS
 
 RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
 # Keys that change where or how fast a run goes, not what it computes.
-NOT_HASHED = ("out", "device", "compile", "fold_bn")
+NOT_HASHED = ("out", "device", "compile", "fold_bn", "fast_kernels")
 
 
 def run_hash(command: str, cfg: DictConfig) -> str:

@@ -7,9 +7,9 @@ import pytest
 import torch
 from test_fast_path import _cases
 
-from pcnets.core.adjoint import decoder_plan
 from pcnets.core.adjoint_grad import differentiable_step
 from pcnets.core.dynamics import autograd_predict_and_gradient
+from pcnets.core.kernels import decoder_plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,10 @@ from conftest import tiny_pnet
 from torch import nn
 
 from pcnets import build_pnet
-from pcnets.core.adjoint import adjoint_predict_and_gradient, decoder_plan
+from pcnets.core.adjoint import adjoint_predict_and_gradient
 from pcnets.core.decoders import DecoderSpec, build_decoder
 from pcnets.core.dynamics import autograd_predict_and_gradient, predict_and_gradient
+from pcnets.core.kernels import decoder_plan
 from pcnets.core.pnet import Hyper
 from pcnets.core.reference import reference_run
 from pcnets.experiments.bench import measure, mode_functions, summarize

@@ -54,3 +54,20 @@ def test_calling_the_net_is_refused_with_a_pointer_to_classifier(lite0):
         plain = lite0.backbone(lite0.normalize(x))
         assert torch.equal(lite0.feedforward(x), plain)
         assert torch.allclose(lite0.run(x, timesteps=2)[0], plain, atol=1e-6)
+
+
+def test_one_run_at_a_time_and_the_slot_is_empty_after_it(tmp_path):
+    from conftest import tiny_pnet
+
+    pnet = tiny_pnet()
+    x = torch.rand(1, 3, 8, 8)
+    handle = pnet.backbone[-1].register_forward_hook(lambda *_: pnet.run(x, 1))
+    with pytest.raises(RuntimeError, match="a run of this PredictiveNet is already in progress"):
+        pnet.run(x, 1)
+    handle.remove()
+    assert pnet.run_slot.current is None  # cleared by the failed run too
+    assert torch.equal(pnet.backbone(x), pnet.backbone(x))  # hooks pass through outside a run
+    assert pnet.decoders_trained_on is None
+    pnet.save_decoders(tmp_path / "d.pt", data={"split": "train"})
+    assert pnet.load_decoders(tmp_path / "d.pt")["data"] == {"split": "train"}
+    assert pnet.decoders_trained_on == {"split": "train"}

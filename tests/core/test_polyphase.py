@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from pcnets.core import polyphase
-from pcnets.core.adjoint import adjoint_apply, adjoint_predict_and_gradient, decoder_plan
+from pcnets.core import _polyphase, kernels
+from pcnets.core.adjoint import adjoint_predict_and_gradient
+from pcnets.core.kernels import decoder_plan
 
 
 def _decoder(ci: int, co: int, relu: bool = False, **up) -> nn.Sequential:
@@ -25,18 +26,18 @@ def test_forward_and_adjoint_equal_upsampling_then_the_transposed_convolution(ci
     dec = _decoder(ci, co)
     plan = decoder_plan(dec)
     e = torch.randn(2, ci, h, w, dtype=torch.float64, requires_grad=True)
-    assert polyphase.fits(plan, e.shape)
+    assert _polyphase.fits(plan.up, plan.conv, e.shape)
     plain = dec(e)
     with torch.no_grad():
-        fused = polyphase.up_conv(plan, e)
-        linear = polyphase.up_conv(plan, e, bias=False)
+        fused = _polyphase.up_conv(plan.up, plan.conv, e)
+        linear = _polyphase.up_conv(plan.up, plan.conv, e, bias=False)
     assert fused.shape == plain.shape == (2, co, 2 * h, 2 * w)
     assert (fused - plain).abs().max() < 1e-12  # the border lines too
     bias = dec[1].bias.view(1, -1, 1, 1)
     assert (linear - (plain - bias)).abs().max() < 1e-12
     v = torch.randn_like(plain)
     (want,) = torch.autograd.grad((plain * v).sum(), e)
-    got = polyphase.up_conv_adjoint(plan, v, e.shape)
+    got = _polyphase.up_conv_adjoint(plan.up, plan.conv, v, e.shape)
     assert (got - want).abs().max() < 1e-12
     assert (got[..., 0, :] - want[..., 0, :]).abs().max() < 1e-12  # the clamped border row
     assert want.abs().max() > 1e-3
@@ -47,8 +48,8 @@ def test_the_engine_path_takes_it_and_gives_the_same_prediction_and_gradient():
     plan = decoder_plan(dec)
     e = torch.randn(2, 8, 12, 10)
     target = torch.randn(2, 2, 24, 20)
-    assert polyphase.pays(plan, e.shape)
-    assert not polyphase.pays(decoder_plan(_decoder(8, 4)), e.shape)  # 4 x 4 phases > 8 inputs
+    assert kernels.polyphase(plan, e.shape)
+    assert not kernels.polyphase(decoder_plan(_decoder(8, 4)), e.shape)  # 4 x 4 phases > 8 inputs
     pred, err, grad = adjoint_predict_and_gradient(plan, e, target)
     src = e.clone().requires_grad_(True)
     want_pred = dec(src)
@@ -70,9 +71,9 @@ def test_other_upsamplings_and_small_maps_keep_the_plain_path(up, shape):
     )
     plan = decoder_plan(dec)
     shape = shape or (1, 4, 16, 16)
-    assert not polyphase.fits(plan, torch.Size(shape))
+    assert not _polyphase.fits(plan.up, plan.conv, torch.Size(shape))
     e = torch.randn(shape)
     w = torch.randn_like(dec(e))
     src = e.clone().requires_grad_(True)
     (want,) = torch.autograd.grad((dec(src) * w).sum(), src)
-    assert (adjoint_apply(plan, w, e.shape) - want).abs().max() < 1e-5
+    assert (kernels.adjoint(plan, w, e.shape) - want).abs().max() < 1e-5

@@ -149,3 +149,31 @@ def test_a_session_folds_only_the_networks_its_command_built():
     assert "fold_bn" in ours.numerics.label
     changed = folded.backbone.state_dict()
     assert any(not torch.equal(before[k], changed[k]) for k in before)
+
+
+def test_fast_kernels_false_turns_every_fast_kernel_off_and_keeps_the_numbers(monkeypatch):
+    from pcnets.core import kernels
+
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    fast_num = Numerics(torch.device("cpu"), fold_bn=True)
+    plain_num = Numerics(torch.device("cpu"), fold_bn=True, fast_kernels=False)
+    assert plain_num.label == "fp32+fold_bn+no_fast_kernels" and fast_num.label == "fp32+fold_bn"
+    fast, plain = prepare(_lite0(), fast_num), prepare(_lite0(), plain_num)
+    assert sum(hasattr(m, "_pcnets_act") for m in plain.modules()) == 0  # no conv + act
+    assert sum(getattr(m, "_pcnets_folded", False) for m in plain.modules()) == 49  # folding stays
+    shape = torch.Size((2, 32, 32, 32))  # decoder 1's input at 64 px: polyphase pays there
+    assert kernels.polyphase(kernels.decoder_plan(fast.decoders[0], fast.fast_kernels), shape)
+    assert not kernels.polyphase(kernels.decoder_plan(plain.decoders[0], False), shape)
+    calls = []
+    real = torch.ops.mkldnn._convolution_pointwise
+    monkeypatch.setattr(
+        torch.ops.mkldnn, "_convolution_pointwise", lambda *a: calls.append(1) or real(*a)
+    )
+    with torch.no_grad():
+        want = fast.run(x, 3)
+        assert len(calls) >= 33  # the fast net's fused convolutions
+        calls.clear()
+        got = plain.run(x, 3)
+    assert calls == []
+    for a, b in zip(want, got, strict=True):
+        assert (a - b).abs().max().item() < 1e-4 * max(1.0, a.abs().max().item())

@@ -25,11 +25,11 @@ def count_flops(fn: Callable[[], object]) -> int:
     products (elementwise work, pooling, upsampling are not counted), as FlopCounterMode counts."""
     counter = FlopCounterMode(display=False)
     # Its module tracker puts global module hooks in place, which would send the engine off its
-    # explicit adjoint (core.adjoint.decoder_plan refuses hooked modules) and break the reference
+    # explicit adjoint (core.kernels.decoder_plan refuses hooked modules) and break the reference
     # loop's autograd.grad on leaves; the totals need no tracker.
     counter.mod_tracker = _GlobalOnly()
     # Without oneDNN the engine's ConvTranspose takes the plain aten op (same algorithm, same
-    # FLOPs) instead of the prepacked mkldnn op that FlopCounterMode does not know (core/adjoint).
+    # FLOPs) instead of the prepacked mkldnn op that FlopCounterMode does not know (core/kernels).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's note on oneDNN TF32 for Intel GPUs
         with torch.backends.mkldnn.flags(enabled=False), counter:

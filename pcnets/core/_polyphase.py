@@ -1,5 +1,6 @@
 """A decoder's bilinear x2 upsampling and 3x3 ConvTranspose2d in one convolution at the input's
-resolution (the polyphase form): exact, and without the upsampled map.
+resolution (the polyphase form): exact, and without the upsampled map. Private to core/kernels.py
+(the one door to the fast kernels).
 
 Bilinear x2 upsampling (align_corners=False) makes each output pixel a fixed mix of the input
 pixels i-1, i, i+1 along each axis, so ConvT3x3(Up(e)) is, for each of the four output phases
@@ -16,16 +17,12 @@ and adjoint 68 -> 17 ms); with more output channels the plain kernels were as fa
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pcnets.core.shapes import memory_layout
-
-if TYPE_CHECKING:
-    from pcnets.core.adjoint import DecoderPlan
+from pcnets.core.shapes import layout_of
 
 # COEF[p][a][k]: weight of input pixel i-1+a in ConvT tap k's upsampled pixel, output phase p.
 COEF = (
@@ -36,16 +33,14 @@ MIN_SIDE = 8  # below this the strips cost more than the upsampled map saves
 _PHASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def pays(plan: DecoderPlan, e_shape: torch.Size) -> bool:
-    """Whether the engine takes the polyphase form: it ``fits`` and 4 x C_out <= C_in."""
-    c = plan.conv
-    return fits(plan, e_shape) and 4 * c.out_channels <= c.in_channels
+def pays(up: nn.Upsample | None, c: nn.ConvTranspose2d, e_shape: torch.Size) -> bool:
+    """Whether the polyphase form is the faster one: it ``fits`` and 4 x C_out <= C_in."""
+    return fits(up, c, e_shape) and 4 * c.out_channels <= c.in_channels
 
 
-def fits(plan: DecoderPlan, e_shape: torch.Size) -> bool:
-    """Whether the plan is bilinear x2 then ConvT k3 s1 p1 (no groups, dilation or output
+def fits(up: nn.Upsample | None, c: nn.ConvTranspose2d, e_shape: torch.Size) -> bool:
+    """Whether the decoder is bilinear x2 then ConvT k3 s1 p1 (no groups, dilation or output
     padding) and the input at least MIN_SIDE pixels on each side."""
-    up, c = plan.up, plan.conv
     if up is None or up.align_corners or len(e_shape) != 4 or min(e_shape[-2:]) < MIN_SIDE:
         return False
     scale = up.scale_factor if isinstance(up.scale_factor, tuple) else (up.scale_factor,) * 2
@@ -60,20 +55,20 @@ def fits(plan: DecoderPlan, e_shape: torch.Size) -> bool:
     )
 
 
-def up_conv(plan: DecoderPlan, e: Tensor, bias: bool = True) -> Tensor:
+def up_conv(up: nn.Upsample, c: nn.ConvTranspose2d, e: Tensor, bias: bool = True) -> Tensor:
     """ConvT(Up(e)) (+ the bias unless ``bias`` is False), computed at e's resolution."""
-    c = plan.conv
     wp, bp = _phase_weights(c, e)
     b = c.bias if bias else None
     out = F.pixel_shuffle(F.conv2d(e, wp, bp if bias else None, 1, 1), 2)
     for rows, cols in _BORDER:
-        out[..., rows, cols] = _plain(plan, e[..., _lo(rows), _lo(cols)], b)[..., rows, cols]
+        out[..., rows, cols] = _plain(up, c, e[..., _lo(rows), _lo(cols)], b)[..., rows, cols]
     return out
 
 
-def up_conv_adjoint(plan: DecoderPlan, w: Tensor, e_shape: torch.Size) -> Tensor:
+def up_conv_adjoint(
+    up: nn.Upsample, c: nn.ConvTranspose2d, w: Tensor, e_shape: torch.Size
+) -> Tensor:
     """Up^T(ConvT^T(w)) for ``w`` shaped like the prediction: the transpose of ``up_conv``."""
-    c = plan.conv
     wp, _ = _phase_weights(c, w)
     inner = w.clone()
     for rows, cols in _BORDER_ONCE:
@@ -84,19 +79,19 @@ def up_conv_adjoint(plan: DecoderPlan, w: Tensor, e_shape: torch.Size) -> Tensor
         strip[..., rows, cols] = w[..., rows, cols]
         lo = torch.Size((*e_shape[:2], strip.shape[-2] // 2, strip.shape[-1] // 2))
         g_hi = F.conv2d(strip, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
-        g[..., _lo(rows), _lo(cols)] += up_transpose(plan, g_hi, lo)
+        g[..., _lo(rows), _lo(cols)] += up_transpose(up, g_hi, lo)
     return g
 
 
-def up_transpose(plan: DecoderPlan, grad: Tensor, e_shape: torch.Size) -> Tensor:
+def up_transpose(up: nn.Upsample, grad: Tensor, e_shape: torch.Size) -> Tensor:
     """Up^T: the bilinear upsampling's own backward kernel, from ``grad`` to ``e_shape``."""
-    scale = plan.up.scale_factor
+    scale = up.scale_factor
     sh, sw = (scale, scale) if not isinstance(scale, tuple) else scale
     return torch.ops.aten.upsample_bilinear2d_backward(
         grad,
         list(grad.shape[-2:]),
         list(e_shape),
-        bool(plan.up.align_corners),
+        bool(up.align_corners),
         float(sh),
         float(sw),
     )
@@ -119,15 +114,14 @@ def _hi(s: slice) -> slice:
     return slice(0, 4) if s == _FIRST else slice(-4, None) if s == _LAST else _ALL
 
 
-def _plain(plan: DecoderPlan, strip: Tensor, bias: Tensor | None) -> Tensor:
-    c = plan.conv
-    return F.conv_transpose2d(plan.up(strip), c.weight, bias, 1, 1)
+def _plain(up: nn.Upsample, c: nn.ConvTranspose2d, strip: Tensor, bias: Tensor | None) -> Tensor:
+    return F.conv_transpose2d(up(strip), c.weight, bias, 1, 1)
 
 
 def _phase_weights(conv: nn.ConvTranspose2d, like: Tensor) -> tuple[Tensor, Tensor | None]:
     """The 4 x C_out phase kernels of ``conv`` (cached per weight version and layout)."""
     w, b = conv.weight, conv.bias
-    layout = memory_layout(like)
+    layout = layout_of(like)
     key = (w.data_ptr(), w._version, w.dtype, w.device, layout)
     key += (None,) if b is None else (b.data_ptr(), b._version)
     entry = _PHASES.get(conv)
