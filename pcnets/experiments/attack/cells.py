@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
-from pcnets.experiments.attack import attacks
+from pcnets.experiments.attack import attacks, sign
 from pcnets.experiments.attack.selection import Selection, load_images
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.intervals import wilson_interval
@@ -86,7 +86,7 @@ def attack_cell(
             logits = pnet.run(adv, max(evaluated))
         for j, when in enumerate(evaluated):
             masks[j, 0, positions] = (
-                attacks.succeeded(logits[when], labels, targets, targeted).cpu().numpy()
+                sign.succeeded(logits[when], labels, targets, targeted).cpu().numpy()
             )
             masks[j, 1, positions] = (logits[when].argmax(1) != labels).cpu().numpy()
         delta = (adv - images).flatten(1).double()
