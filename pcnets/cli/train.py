@@ -10,7 +10,7 @@ import typer
 from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, launch
 
 
-@command("train-feedback", config="train-feedback", sweeps=True)
+@command("train-feedback", sweeps=True)
 def train_feedback(
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (sets train.epochs)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
@@ -25,10 +25,10 @@ def train_feedback(
     sample, ridge least squares). Solvers: train.solver=sgd (the optimizer loop, any decoder) or
     lstsq (closed form, linear decoders). Many GPUs: torchrun --nproc_per_node=K -m pcnets ...
     """
-    from pcnets.experiments.train import TrainingInterrupted, is_rank_zero, run
+    from pcnets.experiments.train import TrainingInterrupted, is_rank_zero
 
     try:
-        launch(run, overrides, _show, **{"train.epochs": epochs, "device": device, "out": out})
+        launch(None, overrides, _show, **{"train.epochs": epochs, "device": device, "out": out})
     except TrainingInterrupted as stop:
         if is_rank_zero():
             typer.secho(str(stop), err=True)
