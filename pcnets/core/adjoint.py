@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pcnets.core import polyphase
-from pcnets.core.guards import REDUCTIONS
+from pcnets.core.guards import check_reduction
 from pcnets.core.shapes import memory_layout
 
 
@@ -71,8 +71,7 @@ def adjoint_predict_and_gradient(
     K is the number of elements per sample (per_sample) or in the batch (batch_mean). The error
     and the gradient are skipped when not needed (None).
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"error_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_reduction(reduction)
     with torch.no_grad():
         if polyphase.pays(plan, e.shape):
             pred = polyphase.up_conv(plan, e)

@@ -56,6 +56,13 @@ def _as_list(value) -> list:
     return [value]
 
 
+def check_reduction(reduction) -> str:
+    """pc.error_reduction as one of REDUCTIONS, or one PcnetsError line."""
+    if reduction not in REDUCTIONS:
+        raise PcnetsError(f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+    return reduction
+
+
 def check_timesteps(timesteps) -> int:
     """A whole number of timesteps in 0..MAX_TIMESTEPS, or one PcnetsError line."""
     if isinstance(timesteps, bool) or not isinstance(timesteps, int):

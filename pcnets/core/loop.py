@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from pcnets.core.guards import REDUCTIONS, check_finite, check_timesteps
+from pcnets.core.guards import check_finite, check_reduction, check_timesteps
 from pcnets.core.hooks import fast_constants
 from pcnets.core.run_state import Hyper, Step, _RunState
 from pcnets.errors import PcnetsError
@@ -39,9 +39,7 @@ def steps(
     ``errors`` asks for them). ``states`` keeps e_n(t) in each Step for analysis. Non-finite
     logits stop the run with a PcnetsError naming the timestep and the first bad encoder.
     """
-    reduction = error_reduction or pnet.error_reduction
-    if reduction not in REDUCTIONS:
-        raise PcnetsError(f"error_reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+    reduction = check_reduction(error_reduction or pnet.error_reduction)
     check_timesteps(timesteps)
     if pnet._state is not None:
         raise RuntimeError("a run of this PredictiveNet is already in progress")

@@ -102,7 +102,7 @@ def tune(
     device = session.device
     for p in pnet.parameters():
         p.requires_grad_(False)
-    session.run_folder = run = run or Run("tune", cfg)
+    run = session.open_run_folder(run)
     names = list(pnet.encoder_names)
 
     params = HyperParams.from_pnet(pnet, bool(tc.learn_alpha)).to(device)

@@ -31,7 +31,7 @@ from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.experiments.attack.values import target_labels
 from pcnets.progress import progress
 from pcnets.reporting.attack import INFO, describe_dynamics, render
-from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
+from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.runs import Run, cell_key
 from pcnets.runtime.session import Result, Session
@@ -82,7 +82,7 @@ def run(
     if len(dataset) == 0:
         raise PcnetsError("the dataset is empty; check data.split and data.limit")
     factory = model_at or unrolled(spec.checkpoint)
-    show = progress and session.is_main
+    show = progress and is_main()
     with torch.no_grad():
         num_classes = int(pnet.feedforward(load_images(dataset, [0], device)[0]).shape[1])
     if spec.targeted:

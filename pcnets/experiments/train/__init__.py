@@ -5,7 +5,7 @@ decoders), checkpoint.py (stop and resume), run.py (run(cfg) -> Result through t
 
 from pcnets.experiments.train.checkpoint import CHECKPOINT, StopRequest, TrainingInterrupted
 from pcnets.experiments.train.data import feedforward_features, in_holdout, training_data
-from pcnets.experiments.train.run import COMMAND, DECODERS, is_rank_zero, run, train_feedback
+from pcnets.experiments.train.run import COMMAND, DECODERS, run, train_feedback
 
 __all__ = [
     "CHECKPOINT",
@@ -15,7 +15,6 @@ __all__ = [
     "TrainingInterrupted",
     "feedforward_features",
     "in_holdout",
-    "is_rank_zero",
     "run",
     "train_feedback",
     "training_data",
