@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_pnet, torchrun
+from helpers import tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 import pcnets.experiments.attack as attack_module

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import torchrun
+from helpers import torchrun
 from torch import nn
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
