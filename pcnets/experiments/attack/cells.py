@@ -79,9 +79,9 @@ def attack_cell(
         images, labels = load_images(dataset, [selection.indices[p] for p in positions], device)
         targets = targets_of(labels) if targeted else None
         seed = attacks.batch_seed(spec.seed, eps, b)
-        with PeakMemory(device) as memory:
+        with PeakMemory(device) as peak_memory:
             adv = attacks.attack_images(model, images, labels, spec, eps, seed, targets, name)
-        peak = max(peak, memory.peak / len(positions))
+        peak = max(peak, peak_memory.peak / len(positions))
         with torch.no_grad():
             logits = pnet.run(adv, max(evaluated))
         for j, when in enumerate(evaluated):

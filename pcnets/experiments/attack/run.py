@@ -119,12 +119,12 @@ def run(
         atomic_write(folder.path / INFO, json.dumps(info, indent=1))
         render(folder.path)
     direct = metrics[metrics["kind"] == "unrolled"] if len(metrics) else metrics
-    memory = direct.groupby("timestep")["peak_mb_per_image"].max().to_dict() if len(direct) else {}
+    peak_mb = direct.groupby("timestep")["peak_mb_per_image"].max().to_dict() if len(direct) else {}
     session.finish(
         status=status,
         images=len(selection.indices),
         examined=selection.examined,
-        peak_mb_per_image={int(k): v for k, v in memory.items()},
+        peak_mb_per_image={int(k): v for k, v in peak_mb.items()},
         checks={c.name: c.passed for c in checks},
         dynamics=info["dynamics"],
     )
