@@ -100,7 +100,6 @@ def build_from_config(cfg: DictConfig) -> PredictiveNet:
             f"backbone {cfg.name!r}: {len(cfg.encoders)} encoders but {len(specs)} decoder specs"
         )
     pnet.set_decoders([build_decoder(s) for s in specs])
-    pnet.decoder_specs = specs
     return pnet
 
 
