@@ -20,7 +20,7 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import WithIndex, build_dataset
 from pcnets.data.noise import add_noise, image_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import open_session
+from pcnets.experiments.eval_cells import open_session
 from pcnets.intervals import bootstrap_means, percentile_interval
 from pcnets.progress import progress as bar_of
 from pcnets.reporting.manifold import render

@@ -19,7 +19,7 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.data.noise import add_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import open_session
+from pcnets.experiments.eval_cells import open_session
 from pcnets.experiments.hyperparams import (
     HyperParams,
     batch_indices,

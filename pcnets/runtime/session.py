@@ -26,8 +26,8 @@ from torch import Tensor
 from pcnets.runtime import distributed
 from pcnets.runtime.allocator import allocator_label, keep_freed_memory
 from pcnets.runtime.devices import resolve_device
-from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, Prefetcher, autocast, numerics, prepare, to_device
+from pcnets.runtime.peak_memory import PeakMemory
 from pcnets.runtime.runs import Run
 
 

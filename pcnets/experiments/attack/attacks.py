@@ -8,7 +8,7 @@ import hashlib
 import torch
 from torch import Tensor, nn
 
-from pcnets.experiments.attack.registry import ATTACKS
+from pcnets.experiments.attack.attack_registry import ATTACKS
 from pcnets.experiments.attack.spec import AttackSpec
 
 

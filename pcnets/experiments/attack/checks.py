@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from pcnets.experiments.attack.attack_registry import ATTACKS
 from pcnets.experiments.attack.attacks import attack_images, batch_seed
-from pcnets.experiments.attack.registry import ATTACKS
 from pcnets.experiments.attack.sign import attack_loss, succeeded
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.intervals import wilson_interval

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError, suggest
-from pcnets.experiments.attack.registry import ATTACKS
+from pcnets.experiments.attack.attack_registry import ATTACKS
 from pcnets.experiments.attack.values import as_list, number, parse_eps, whole
 
 

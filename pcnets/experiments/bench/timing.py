@@ -14,8 +14,8 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.core.reference import reference_run
 from pcnets.experiments.bench.spec import FAST_MODES, BenchSpec
 from pcnets.progress import progress as bar_of
-from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, autocast, to_device
+from pcnets.runtime.peak_memory import PeakMemory
 
 
 def _sync(device: torch.device) -> None:

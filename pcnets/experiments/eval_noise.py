@@ -1,5 +1,5 @@
 """`pcnets eval-noise`: top-1 accuracy at every timestep under Gaussian noise (METHOD.md section 7,
-item 1), one resumable cell per sigma; tables and figures are pcnets.reporting.noise's."""
+item 1), one resumable cell per sigma; tables and figures are pcnets.reporting.noise_report's."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.data.noise import NoisyImages, check_noise_space
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import (
+from pcnets.experiments.eval_cells import (
     Cell,
     evaluate_cells,
     finish,
@@ -20,7 +20,7 @@ from pcnets.experiments.cells import (
     open_session,
     warn_untrained,
 )
-from pcnets.reporting.noise import noise_file, render
+from pcnets.reporting.noise_report import noise_file, render
 from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result
 

@@ -22,7 +22,7 @@ from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.intervals import wilson_interval
 from pcnets.runtime.distributed import all_reduce_sum
 from pcnets.runtime.files import atomic_write
-from pcnets.runtime.memory import PeakMemory
+from pcnets.runtime.peak_memory import PeakMemory
 from pcnets.runtime.runs import Run
 
 HITS = "hits.json"

@@ -1,6 +1,6 @@
 """`pcnets eval-corruptions`: top-1 accuracy at every timestep on ImageNet-C (METHOD.md section 7,
 item 2), one resumable cell per corruption x severity, read from a tree or generated on the fly;
-tables and figures are pcnets.reporting.corruptions'."""
+tables and figures are pcnets.reporting.corruption_report'."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pcnets.data.classes import class_labels
 from pcnets.data.imagenet_c import cell_dataset, check_config
 from pcnets.data.imagenet_c_tree import ImageNetCFolder
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import (
+from pcnets.experiments.eval_cells import (
     Cell,
     evaluate_cells,
     finish,
@@ -27,7 +27,7 @@ from pcnets.experiments.cells import (
     open_session,
     warn_untrained,
 )
-from pcnets.reporting.corruptions import corruption_file, render
+from pcnets.reporting.corruption_report import corruption_file, render
 from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result
 

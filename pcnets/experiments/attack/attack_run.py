@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.errors import PcnetsError
-from pcnets.experiments.attack import cells
+from pcnets.experiments.attack import attack_cells
 from pcnets.experiments.attack.checks import (
     MODEL_CHECKS,
     NO_PATH,
@@ -159,8 +159,8 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
             smaller = [e for e in spec.eps if e < eps]
             before = keys[(name, t, smaller[-1])] if smaller else None
             shape = (len(spec.timesteps) if t == 0 else 1, 2, n)
-            earlier = cells.read_hits(folder, before, shape)
-            rows, masks = cells.attack_cell(
+            earlier = attack_cells.read_hits(folder, before, shape)
+            rows, masks = attack_cells.attack_cell(
                 pnet,
                 factory(pnet, t),
                 dataset,
@@ -173,7 +173,7 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
                 earlier,
                 bar,
             )
-            cells.save_hits(folder, keys[(name, t, eps)], masks)
+            attack_cells.save_hits(folder, keys[(name, t, eps)], masks)
             folder.record(keys[(name, t, eps)], rows)
 
 
