@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from pcnets import build_pnet
 from pcnets.core.classifier import classifier
-from pcnets.runtime.memory import PeakMemory
+from pcnets.runtime.peak_memory import PeakMemory
 
 
 def step(model, x: torch.Tensor, labels: torch.Tensor) -> None:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
 # Isolated (-I: no PYTHONPATH, no cwd, no user site), the installed wheel first on sys.path so

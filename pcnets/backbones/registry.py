@@ -3,7 +3,8 @@
 An entry names a feedforward model, where its published weights come from (and with them the
 eval transform and normalisation), the encoder cut points, and the decoder table. Anything not
 in the registry works too: pass a torchvision/timm model name and a list of encoder modules.
-The loaders live in sources.py (the model and its preprocessing) and weights.py (the weights).
+Each source object (sources.py) gives the model, its preprocessing and its weights, all by one
+weights_tag; weights.py reads and downloads state dicts.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.backbones.sources import SOURCES, make_transform
-from pcnets.backbones.weights import (
-    load_weights,
-)
 from pcnets.config import compose, options
 from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs, report_quality
 from pcnets.core.guards import check_timesteps
@@ -70,9 +68,10 @@ def build_from_config(cfg: DictConfig) -> PredictiveNet:
         raise PcnetsError(f"backbone.source must be one of {sorted(SOURCES)}, got {cfg.source!r}")
     if not cfg.encoders:
         raise PcnetsError(f"backbone {cfg.name!r} needs a list of encoder module names")
-    model, meta, url = SOURCES[cfg.source](cfg)
+    source = SOURCES[cfg.source]
+    model, meta = source.model(cfg)
     if cfg.pretrained:
-        load_weights(model, cfg, url)
+        source.load_weights(model, cfg)
     if cfg.transform:
         meta = {**meta, **OmegaConf.to_container(cfg.transform, resolve=True)}
     missing = {"resize", "crop", "mean", "std"} - set(meta)

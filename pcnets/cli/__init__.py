@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "attack",
     "analysis",
     "bench",
+    "plain",  # last: a plain command for each command spec without its own
 ]
 
 for _name in COMMAND_MODULES:

@@ -10,7 +10,7 @@ import typer
 from pcnets.cli.common import OVERRIDES_HELP, command, echo, launch, print_summary
 
 
-@command("tune", config="tune", sweeps=True)
+@command("tune", sweeps=True)
 def tune(
     timesteps: int | None = typer.Option(
         None, "--timesteps", help="Timesteps unrolled (tune.timesteps; default pc.timesteps)."
@@ -20,13 +20,11 @@ def tune(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Learn beta, lambda, alpha per encoder on noisy images; writes hyper.json (pc.hyper=PATH)."""
-    from pcnets.experiments.tune import run as run_tune
-
     first_class = {"tune.timesteps": timesteps, "device": device, "out": out}
-    launch(run_tune, overrides, print_summary, **first_class)
+    launch(None, overrides, print_summary, **first_class)
 
 
-@command("manifold", config="manifold", sweeps=True)
+@command("manifold", sweeps=True)
 def manifold(
     timesteps: int | None = typer.Option(
         None, "--timesteps", help="Timesteps t = 0..T (manifold.timesteps, default 14)."
@@ -36,10 +34,8 @@ def manifold(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Correlation distance of noisy to clean representations per encoder and timestep."""
-    from pcnets.experiments.manifold import run as run_manifold
-
     first_class = {"manifold.timesteps": timesteps, "device": device, "out": out}
-    launch(run_manifold, overrides, _show_manifold, **first_class)
+    launch(None, overrides, _show_manifold, **first_class)
 
 
 def _show_manifold(result) -> None:

@@ -23,7 +23,7 @@ def _timesteps(text: str | None) -> list[int] | None:
         raise PcnetsError(f"--timesteps takes whole numbers like 0,2,4, got {text!r}") from None
 
 
-@command("attack", config="attack", sweeps=True)
+@command("attack", sweeps=True)
 def attack(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     eps: str | None = typer.Option(None, "--eps", help=EPS_HELP),
@@ -42,7 +42,7 @@ def attack(
     Example: pcnets attack --eps 0.001,0.004 backbone=efficientnet_lite0
     pc.decoders=decoders.pt data.split=eval attack.num_images=32 attack.also=[apgd,square]
     """
-    from pcnets.experiments.attack import parse_eps, run
+    from pcnets.experiments.attack import parse_eps
     from pcnets.runtime.distributed import cleanup
 
     values = parse_eps(eps) if eps is not None else None
@@ -52,7 +52,7 @@ def attack(
         "device": device,
     }
     try:
-        launch(run, overrides, _show, **first_class, out=out)
+        launch(None, overrides, _show, **first_class, out=out)
     finally:
         cleanup()
 

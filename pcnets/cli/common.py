@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from pcnets.cli.completion import complete_overrides
 from pcnets.config import compose, override, show
 from pcnets.errors import PcnetsError
+from pcnets.reporting.commands import COMMANDS
 from pcnets.runtime.failures import Terminated
 from pcnets.runtime.failures import guarded as closing_runs
 
@@ -60,8 +61,9 @@ class CfgPart(str, Enum):
 
 @dataclass(frozen=True)
 class Invocation:
-    """How the running command was called: its root config, -m, and --cfg."""
+    """How the running command was called: its name, root config, -m, and --cfg."""
 
+    name: str
     config: str
     multirun: bool = False
     cfg: str | None = None
@@ -73,14 +75,17 @@ _INVOCATION: ContextVar[Invocation | None] = ContextVar("invocation", default=No
 def command(
     name: str, on: typer.Typer | None = None, config: str | None = None, sweeps: bool = False, **kw
 ) -> Callable:
-    """Register a command (on ``app``, or the sub-app ``on``). With ``config`` it composes
-    conf/<config>.yaml and has --cfg; ``sweeps`` adds --multirun/-m. Its PcnetsError (and
-    Ctrl-C) ends in one line and a non-zero exit."""
+    """Register a command (on ``app``, or the sub-app ``on``). With ``config`` (for a command of
+    pcnets.reporting.commands: its spec's) it composes conf/<config>.yaml and has --cfg;
+    ``sweeps`` adds --multirun/-m. Its PcnetsError (and Ctrl-C) ends in one line and a non-zero
+    exit."""
+    if config is None and on is None and name in COMMANDS:
+        config = COMMANDS[name].config
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def guarded(*args, multirun: bool = False, cfg: CfgPart | None = None, **kwargs):
-            how = Invocation(config or "config", multirun, cfg.value if cfg else None)
+            how = Invocation(name, config or "config", multirun, cfg.value if cfg else None)
             token = _INVOCATION.set(how)
             try:
                 return closing_runs(fn, *args, **kwargs)
@@ -130,7 +135,7 @@ def cli_overrides(overrides: list[str] | None, first_class: dict[str, Any]) -> l
 def compose_cli(overrides: list[str] | None, **first_class) -> DictConfig:
     """Compose the running command's root config from overrides and first-class options (keys
     like 'pc.timesteps'); with --cfg print it and exit."""
-    how = _INVOCATION.get() or Invocation("config")
+    how = _INVOCATION.get() or Invocation("", "config")
     out = first_class.get("out")
     args = cli_overrides(overrides, first_class) + ([override("out", out)] if out else [])
     if how.cfg is not None:
@@ -140,15 +145,17 @@ def compose_cli(overrides: list[str] | None, **first_class) -> DictConfig:
 
 
 def launch(
-    run: Callable[[DictConfig], Any],
+    run: Callable[[DictConfig], Any] | None,
     overrides: list[str] | None,
     show_result: Callable[[Any], None] | None = None,
     **first_class,
 ) -> None:
     """Run the command once, sweep it (-m: one job per combination, through Hydra's launchers),
     or print its config (--cfg). ``run`` must be a module-level function (a sweep's jobs may run
-    in other processes); ``show_result`` prints what it returned."""
-    how = _INVOCATION.get() or Invocation("config")
+    in other processes), None for the command spec's own; ``show_result`` prints what it
+    returned."""
+    how = _INVOCATION.get() or Invocation("", "config")
+    run = run or COMMANDS[how.name].load("run")
     show_result = show_result or print_summary
     if not how.multirun:
         show_result(run(compose_cli(overrides, **first_class)))

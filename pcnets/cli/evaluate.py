@@ -23,7 +23,7 @@ def _finish(result) -> None:
     cleanup()
 
 
-@command("eval-noise", config="eval-noise", sweeps=True)
+@command("eval-noise", sweeps=True)
 def eval_noise(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     timesteps: int | None = typer.Option(None, "--timesteps", "-T", help=TIMESTEPS_HELP),
@@ -38,14 +38,10 @@ def eval_noise(
 
     Example: pcnets eval-noise backbone=efficientnet_lite0 pc.decoders=D.pt 'eval.sigmas=[0,1]'
     """
-    from pcnets.experiments.noise import run as evaluate
-
-    launch(
-        evaluate, overrides, _finish, **{"pc.timesteps": timesteps, "device": device, "out": out}
-    )
+    launch(None, overrides, _finish, **{"pc.timesteps": timesteps, "device": device, "out": out})
 
 
-@command("eval-corruptions", config="eval-corruptions", sweeps=True)
+@command("eval-corruptions", sweeps=True)
 def eval_corruptions(
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
     timesteps: int | None = typer.Option(None, "--timesteps", "-T", help=TIMESTEPS_HELP),
@@ -60,8 +56,4 @@ def eval_corruptions(
 
     Subsets: 'corruptions.names=\\[fog,snow]' 'corruptions.severities=\\[3]'. Rerun to resume.
     """
-    from pcnets.experiments.corruptions import run as evaluate
-
-    launch(
-        evaluate, overrides, _finish, **{"pc.timesteps": timesteps, "device": device, "out": out}
-    )
+    launch(None, overrides, _finish, **{"pc.timesteps": timesteps, "device": device, "out": out})

@@ -10,7 +10,7 @@ import typer
 from pcnets.cli.common import OVERRIDES_HELP, command, compose_cli, echo, launch
 
 
-@command("train-feedback", config="train-feedback", sweeps=True)
+@command("train-feedback", sweeps=True)
 def train_feedback(
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (sets train.epochs)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
@@ -25,20 +25,21 @@ def train_feedback(
     sample, ridge least squares). Solvers: train.solver=sgd (the optimizer loop, any decoder) or
     lstsq (closed form, linear decoders). Many GPUs: torchrun --nproc_per_node=K -m pcnets ...
     """
-    from pcnets.experiments.train import TrainingInterrupted, is_rank_zero, run
+    from pcnets.experiments.train import TrainingInterrupted
+    from pcnets.runtime.distributed import is_main
 
     try:
-        launch(run, overrides, _show, **{"train.epochs": epochs, "device": device, "out": out})
+        launch(None, overrides, _show, **{"train.epochs": epochs, "device": device, "out": out})
     except TrainingInterrupted as stop:
-        if is_rank_zero():
+        if is_main():
             typer.secho(str(stop), err=True)
         raise typer.Exit(130) from None
 
 
 def _show(result) -> None:
-    from pcnets.experiments.train import is_rank_zero
+    from pcnets.runtime.distributed import is_main
 
-    if is_rank_zero():
+    if is_main():
         for line in result.summary:
             echo(line)
         echo(f"decoders: {result.extra['decoders']}")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from pcnets.core import kernels
-from pcnets.core.guards import REDUCTIONS
+from pcnets.core.guards import check_reduction
 from pcnets.core.kernels import DecoderPlan
 
 
@@ -31,8 +31,7 @@ def adjoint_predict_and_gradient(
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The prediction d, the per-sample error eps and the gradient g (see the module), without
     building a graph; the error and the gradient are None when not needed."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"error_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_reduction(reduction)
     with torch.no_grad():
         d = kernels.predict(plan, e)
         if d.shape != target.shape:

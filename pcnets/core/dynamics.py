@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from pcnets.core.adjoint import adjoint_predict_and_gradient
-from pcnets.core.guards import REDUCTIONS
+from pcnets.core.guards import check_reduction
 from pcnets.core.kernels import decoder_plan
 
 
@@ -92,8 +92,7 @@ def predict_and_gradient(
     its graph (double backward through the decoder), for attacks and tuning. Otherwise decoders
     of the known form take the explicit adjoint (no graph), others autograd.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"error_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_reduction(reduction)
     plan = None if differentiable else decoder_plan(decoder)
     if plan is not None:
         return adjoint_predict_and_gradient(plan, e, target, reduction)
@@ -109,8 +108,7 @@ def autograd_predict_and_gradient(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``predict_and_gradient`` by autograd: works for any decoder; the graph is kept when
     ``differentiable``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"error_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_reduction(reduction)
     with torch.enable_grad():
         src = e if (differentiable and e.requires_grad) else e.detach().requires_grad_(True)
         pred = decoder(src)

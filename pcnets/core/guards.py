@@ -76,6 +76,11 @@ def _as_list(value) -> list:
     return [value]
 
 
+def check_reduction(reduction) -> str:
+    """pc.error_reduction as one of REDUCTIONS, or one PcnetsError line."""
+    return check_choice("error_reduction", reduction, REDUCTIONS)
+
+
 def check_timesteps(timesteps) -> int:
     """A whole number of timesteps in 0..MAX_TIMESTEPS, or one PcnetsError line."""
     if isinstance(timesteps, bool) or not isinstance(timesteps, int):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pcnets.core.guards import check_reduction
 from pcnets.core.pnet import PredictiveNet
 from pcnets.core.run_state import Hyper
-from pcnets.errors import PcnetsError
 
 
 def reference_run(
@@ -32,9 +32,7 @@ def reference_run(
 
     The options mean what they mean in ``PredictiveNet.steps``; the result is detached.
     """
-    reduction = error_reduction or pnet.error_reduction
-    if reduction not in ("per_sample", "batch_mean"):
-        raise PcnetsError(f"error_reduction must be per_sample or batch_mean, got {reduction!r}")
+    reduction = check_reduction(error_reduction or pnet.error_reduction)
     scaling = pnet.gradient_scaling if gradient_scaling is None else gradient_scaling
     rand = pnet.random_init if random_init is None else random_init
     relative = (alpha_normalization or pnet.alpha_normalization) == "relative"

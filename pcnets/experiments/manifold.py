@@ -20,11 +20,11 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import WithIndex, build_dataset
 from pcnets.data.noise import add_noise, image_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import open_session
+from pcnets.experiments.eval_cells import open_session
 from pcnets.intervals import bootstrap_means, percentile_interval
 from pcnets.progress import progress as bar_of
 from pcnets.reporting.manifold import render
-from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
+from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 from pcnets.runtime.loading import build_loader
 from pcnets.runtime.runs import Run, cell_key
 from pcnets.runtime.session import Result, Session
@@ -138,7 +138,7 @@ def manifold(
     if timesteps < 0:
         raise PcnetsError(f"manifold.timesteps must be >= 0, got {timesteps}")
     session, pnet = open_session("manifold", cfg, pnet, evaluates=str(mc.split))
-    session.run_folder = run = run or Run("manifold", cfg)
+    run = session.open_run_folder(run)
     names = list(pnet.encoder_names)
     # rank 0 alone reads the run folder: every process learns which sigmas are finished
     done = all_reduce_sum([int(run.writer and run.is_done(cell_key(sigma=s))) for s in sigmas])
@@ -170,7 +170,7 @@ def _distances(session: Session, pnet, pending: list[float], timesteps: int, pro
     shard = shard_indices(len(dataset), rank(), world_size())
     dist = np.zeros((len(pending), len(dataset), pnet.num_encoders, timesteps + 1))
     desc = f"manifold sigma={','.join(f'{s:g}' for s in pending)}"
-    show = progress and session.is_main
+    show = progress and is_main()
     with bar_of(total=len(shard), desc=desc, unit="img", show=show) as bar:
         for x, _, index in session.batches(loader):
             index = index.cpu().numpy()

@@ -19,7 +19,7 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.data.noise import add_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import open_session
+from pcnets.experiments.eval_cells import open_session
 from pcnets.experiments.hyperparams import (
     HyperParams,
     batch_indices,
@@ -102,7 +102,7 @@ def tune(
     device = session.device
     for p in pnet.parameters():
         p.requires_grad_(False)
-    session.run_folder = run = run or Run("tune", cfg)
+    run = session.open_run_folder(run)
     names = list(pnet.encoder_names)
 
     params = HyperParams.from_pnet(pnet, bool(tc.learn_alpha)).to(device)

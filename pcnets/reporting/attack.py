@@ -19,7 +19,7 @@ from pcnets.runtime.files import atomic_write
 __all__ = ["INFO", "attack_table", "describe_dynamics", "render", "summary_rows", "verdict"]
 
 INFO = "attack.json"
-MEMORY_NOTE = (
+PEAK_MEMORY_NOTE = (
     "peak memory of one attack batch above the level before it, divided by the batch size. "
     "CUDA: torch.cuda.max_memory_allocated. CPU (Linux): peak resident set size (VmHWM, reset "
     "through /proc/self/clear_refs after malloc_trim), an estimate that includes allocator slack."
@@ -175,6 +175,6 @@ def _cost(metrics: pd.DataFrame) -> list[str]:
         "",
         markdown_table(pd.DataFrame(body, columns=header)),
         "",
-        f"Memory: {MEMORY_NOTE}",
+        f"Memory: {PEAK_MEMORY_NOTE}",
         "",
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from pcnets.reporting.commands import specs_with
 from pcnets.reporting.tables import interval_text, read_summary
 
 
@@ -84,19 +85,16 @@ def corruption_findings(summary: pd.DataFrame) -> list[str]:
     return out
 
 
-EVALUATIONS = {"eval-noise": noise_findings, "eval-corruptions": corruption_findings}
-
-
 def findings(runs: list) -> str | None:
     """The "Findings" section: one bullet per evaluation run, its verdicts in words."""
-    lines = []
+    lines, evaluations = [], {spec.name: spec for spec in specs_with("findings")}
     for run in runs:
-        if run.command not in EVALUATIONS:
+        if run.command not in evaluations:
             continue
         summary = read_summary(run.path)
         if summary is None:
             continue
-        parts = EVALUATIONS[run.command](summary)
+        parts = evaluations[run.command].load("findings")(summary)
         if parts:
             head = f"**{run.label}** ({setting(run)}; {decoder_quality(run, runs)}; {run.status})"
             lines.append(f"- {head}: " + "; ".join(parts) + ".")

@@ -18,21 +18,20 @@ from pathlib import Path
 import pandas as pd
 
 from pcnets.errors import PcnetsError
-from pcnets.reporting import attack, corruptions, manifold, noise, tune
+from pcnets.reporting.commands import COMMANDS, specs_with
 from pcnets.reporting.findings import findings
 from pcnets.reporting.run_folders import RunFolder, load_run, load_runs
 from pcnets.reporting.sections import run_section
-from pcnets.reporting.summaries import SUMMARIES
 from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.files import atomic_write
 
-# The order of the sections: the paper's pipeline, then anything else alphabetically.
-COMMAND_ORDER = ("train-feedback", "eval-noise", "eval-corruptions", "attack", "tune", "manifold")
-
 
 def _order(run: RunFolder) -> tuple:
+    """The order of the sections: the command specs' (the paper's pipeline), then anything else
+    alphabetically."""
+    order = list(COMMANDS)
     cmd = run.command
-    rank = COMMAND_ORDER.index(cmd) if cmd in COMMAND_ORDER else len(COMMAND_ORDER)
+    rank = order.index(cmd) if cmd in order else len(order)
     return (rank, cmd, run.backbone, str(run.path))
 
 
@@ -69,7 +68,11 @@ def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -
     said = findings(runs)
     if said:
         lines += [said, ""]
-    summaries = [s for s in (fn(runs) for fn in SUMMARIES) if s]
+    summaries = [
+        spec.load("summary")([r for r in runs if r.command == spec.name])
+        for spec in specs_with("summary")
+    ]
+    summaries = [s for s in summaries if s]
     if summaries:
         lines += ["## Summary", ""]
         for s in summaries:
@@ -81,16 +84,6 @@ def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -
             lines += [f"## {current}", ""]
         lines += [run_section(run, out, copy_figures), ""]
     return "\n".join(lines).rstrip() + "\n"
-
-
-# The commands whose tables, figures and summary.csv can be drawn again from their run folder.
-RENDERERS = {
-    "attack": attack.render,
-    "eval-noise": noise.render,
-    "eval-corruptions": corruptions.render,
-    "manifold": manifold.render,
-    "tune": tune.render,
-}
 
 
 def write_report(
@@ -111,9 +104,10 @@ def write_report(
         )
     runs = load_runs(paths, strict)
     if render:
+        renderers = {spec.name: spec for spec in specs_with("render")}
         for run in runs:
-            if run.command in RENDERERS and run.status in ("finished", "suspect"):
-                RENDERERS[run.command](run.path)
+            if run.command in renderers and run.status in ("finished", "suspect"):
+                renderers[run.command].load("render")(run.path)
         runs = [load_run(run.path) for run in runs]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = build_report(runs, out, copy_figures)

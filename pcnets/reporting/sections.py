@@ -14,17 +14,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.reporting.run_folders import RunFolder
+from pcnets.schema import GROUPS
 
 SAFE_NAME = re.compile(r"[\w.-]+")
-# The config groups that describe each command's own settings (beside backbone, pc and data).
-COMMAND_GROUPS = {
-    "train-feedback": ("train",),
-    "eval-noise": ("eval",),
-    "eval-corruptions": ("eval", "corruptions"),
-    "attack": ("attack",),
-    "tune": ("tune",),
-    "manifold": ("manifold",),
-}
+# The config groups every command shares; the others in a run's config are the command's own.
+SHARED_GROUPS = ("backbone", "pc", "data")
 COMMON_KEYS = (
     "backbone.name",
     "pc.beta",
@@ -52,13 +46,13 @@ def command_line(run: RunFolder) -> str:
 
 def key_config(run: RunFolder) -> dict[str, object]:
     """The settings worth seeing beside a result: backbone, dynamics, data, and the command's own
-    config group(s), flattened to dotted keys."""
+    config group(s) (those of the schema in its config.yaml), flattened to dotted keys."""
     out: dict[str, object] = {}
     for key in COMMON_KEYS:
         value = OmegaConf.select(run.config, key, default="(unset)")
         if value != "(unset)":
             out[key] = _plain(value)
-    for group in COMMAND_GROUPS.get(run.command, ()):
+    for group in (g for g in GROUPS if g not in SHARED_GROUPS):
         node = run.config.get(group)
         if isinstance(node, DictConfig):
             for key, value in _flatten(OmegaConf.to_container(node), group).items():

@@ -1,5 +1,6 @@
 """The report's paper-style summary tables of eval-noise, eval-corruptions, attack, tune and
-manifold runs (SUMMARIES, in the report's order).
+manifold runs: each is named by its command's spec (pcnets.reporting.commands) and given that
+command's runs only.
 
 Each number is taken from the run's own summary.csv (written beside its table.md), so the report
 says what the run's table says: the same values, intervals, units and corruption counts. A run
@@ -30,8 +31,6 @@ def noise_summary(runs: list) -> str | None:
     in percent with the change at the last timestep and its paired interval."""
     rows = []
     for run in runs:
-        if run.command != "eval-noise":
-            continue
         summary = read_summary(run.path)
         if summary is not None:
             acc = summary[summary["metric"] == "accuracy"]
@@ -73,8 +72,6 @@ def corruption_summary(runs: list) -> str | None:
 
     rows, notes = [], []
     for run in runs:
-        if run.command != "eval-corruptions":
-            continue
         summary = read_summary(run.path)
         if summary is not None:
             count = summary[summary["metric"] == "corruptions"].set_index("condition")["value"]
@@ -118,8 +115,6 @@ def tune_summary(runs: list) -> str | None:
     with the objective at the start and the end of tuning."""
     rows = []
     for run in runs:
-        if run.command != "tune":
-            continue
         summary = read_summary(run.path)
         if summary is not None:
             values = {k: _tuned(summary, f"tuned_{k}") for k in ("beta", "lam", "alpha")}
@@ -149,8 +144,6 @@ def manifold_summary(runs: list) -> str | None:
     """Relative correlation distance to clean at the last timestep, per run, sigma and encoder."""
     rows = []
     for run in runs:
-        if run.command != "manifold":
-            continue
         summary = read_summary(run.path)
         if summary is not None:
             df = summary[summary["metric"] == "relative_distance"]
@@ -184,11 +177,7 @@ def attack_summary(runs: list[RunFolder]) -> str | None:
         if "kind" in df.columns:
             df = df[df["kind"] == "unrolled"]
         hit = next((c for c in ("success", "successes", "fooled") if c in df.columns), None)
-        if (
-            run.command != "attack"
-            or hit is None
-            or not has_columns(df, "eps", "timestep", "total")
-        ):
+        if hit is None or not has_columns(df, "eps", "timestep", "total"):
             continue
         keys = ["attack", "eps"] if "attack" in df.columns else ["eps"]
         counts = df.groupby([*keys, "timestep"])[[hit, "total"]].sum()
@@ -201,6 +190,3 @@ def attack_summary(runs: list[RunFolder]) -> str | None:
     if not rows:
         return None
     return "### Attack success rate per timestep\n\n" + markdown_table(pd.DataFrame(rows), 3)
-
-
-SUMMARIES = (noise_summary, corruption_summary, attack_summary, tune_summary, manifold_summary)

@@ -52,8 +52,11 @@ def world_size() -> int:
 
 
 def is_main() -> bool:
-    """True on the process that writes files and prints (rank 0, or the only process)."""
-    return rank() == 0
+    """True on the process that writes files and prints: rank 0, or the only process; without a
+    process group (not yet made, or already gone) torchrun's RANK says."""
+    if active():
+        return rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def all_reduce_sum(value: torch.Tensor | float | Sequence[float] | np.ndarray):

@@ -26,8 +26,8 @@ from torch import Tensor
 from pcnets.runtime import distributed
 from pcnets.runtime.allocator import allocator_label, keep_freed_memory
 from pcnets.runtime.devices import resolve_device
-from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, Prefetcher, autocast, numerics, prepare, to_device
+from pcnets.runtime.peak_memory import PeakMemory
 from pcnets.runtime.runs import Run
 
 
@@ -73,15 +73,18 @@ class Session:
         keep_freed_memory()
         device = command_device(cfg)
         seed_everything(int(cfg.get("seed", 0) or 0))
-        folder = Run(command, cfg) if run_folder else None
-        return cls(command, cfg, device, numerics(cfg, device), folder)
+        session = cls(command, cfg, device, numerics(cfg, device))
+        if run_folder:
+            session.open_run_folder()
+        return session
+
+    def open_run_folder(self, run: Run | None = None) -> Run:
+        """Open this command's run folder (made from its config, or ``run`` when given); a
+        command that checks its inputs first opens it after them (start(run_folder=False))."""
+        self.run_folder = run if run is not None else Run(self.command, self.cfg)
+        return self.run_folder
 
     # ---- where and how -------------------------------------------------------------------
-
-    @property
-    def is_main(self) -> bool:
-        """True on the process that writes files and prints (rank 0, or the only process)."""
-        return distributed.is_main()
 
     @property
     def path(self) -> Path | None:

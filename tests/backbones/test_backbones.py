@@ -12,6 +12,7 @@ import torchvision
 from torchvision.datasets import ImageFolder
 
 from pcnets import build_pnet
+from pcnets.config import CONF_DIR
 from pcnets.errors import PcnetsError
 
 
@@ -115,3 +116,62 @@ def test_decoder_files_refuse_another_backbone(tmp_path):
     other = build_pnet("efficientnet_b0", pretrained=False)
     other.load_decoders(tmp_path / "b0.pt")
     assert torch.equal(other.decoders[3][1].weight, b0.decoders[3][1].weight)
+
+
+REGISTERED = sorted(
+    p.stem for p in (CONF_DIR / "backbone").glob("*.yaml") if p.stem != "generic"
+)  # generic is abstract: it needs an arch and encoders
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_every_registered_backbone_builds_and_its_decoders_fit_its_encoders(name):
+    """Random weights at 64 px: the encoders' shapes are the probe's and shrink (never grow)
+    up the hierarchy, and decoder n maps encoder n's shape to encoder n-1's (decoder 0: to the
+    image)."""
+    torch.manual_seed(0)
+    pnet = build_pnet(name, pretrained=False).eval()
+    shapes = pnet.feature_shapes(64)
+    assert len(shapes) == pnet.num_encoders + 1 == len(pnet.decoders) + 1
+    assert shapes[0] == (3, 64, 64) and shapes[-1][1] < 64
+    assert all(b[1] <= a[1] and b[2] <= a[2] for a, b in zip(shapes, shapes[1:], strict=False))
+    with torch.no_grad():
+        x = torch.rand(1, 3, 64, 64)
+        feats = {}
+        hooks = [
+            dict(pnet.backbone.named_modules())[m].register_forward_hook(
+                lambda mod, i, out, n=n: feats.__setitem__(n, out)
+            )
+            for n, m in enumerate(pnet.encoder_names)
+        ]
+        pnet.feedforward(x)
+        for h in hooks:
+            h.remove()
+        assert [tuple(feats[n].shape[1:]) for n in range(pnet.num_encoders)] == shapes[1:]
+        for n, dec in enumerate(pnet.decoders):
+            assert tuple(dec(feats[n]).shape[1:]) == shapes[n], (name, n)
+
+
+def test_timm_weights_come_from_the_tag_that_chose_the_preprocessing(monkeypatch):
+    import timm
+    from omegaconf import OmegaConf
+
+    from pcnets.backbones.sources import SOURCES
+
+    asked = []
+    real = timm.create_model
+
+    def create(name, pretrained=False, **kw):
+        asked.append((name, pretrained))
+        return real(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", create)
+    cfg = OmegaConf.create(
+        {"name": "r", "arch": "resnet18", "weights_tag": "a1_in1k", "weights": None}
+    )
+    source = SOURCES["timm"]
+    model, meta = source.model(cfg)
+    model.pretrained_cfg = {**model.pretrained_cfg, "url": ""}  # no URL: timm's own download
+    state, origin = source.published(cfg, model)
+    assert asked == [("resnet18.a1_in1k", False), ("resnet18.a1_in1k", True)]
+    assert origin == "timm resnet18.a1_in1k" and set(state) == set(model.state_dict())
+    assert meta["crop"] == real("resnet18.a1_in1k").pretrained_cfg["input_size"][-1]

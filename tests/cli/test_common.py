@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from pcnets.cli import app
 from pcnets.cli.completion import complete_overrides
-from pcnets.config import root_groups
+from pcnets.config import CONF_DIR, root_groups
+from pcnets.reporting.commands import COMMANDS, CommandSpec
 
-COMMANDS = ("eval-noise", "eval-corruptions", "attack", "tune", "manifold", "train-feedback")
 ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn"]
 
 
@@ -32,6 +32,32 @@ def test_cfg_job_prints_the_resolved_config_of_the_command_and_runs_nothing(
     assert list(cfg) == [*ROOT_KEYS, *root_groups(command)]
     assert (cfg["backbone"]["name"], cfg["seed"], cfg["device"]) == ("resnet18", 3, "cpu")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_spec_is_a_command_and_names_functions_that_exist():
+    registered = {c.name for c in app.registered_commands}
+    for spec in COMMANDS.values():
+        assert spec.name in registered and (CONF_DIR / f"{spec.config}.yaml").is_file()
+        for part in ("run", "render", "summary", "findings"):
+            if getattr(spec, part) is not None:
+                assert callable(spec.load(part)), (spec.name, part)
+    assert CommandSpec("x", "x", "pcnets.config:compose").load("render") is None
+
+
+def test_a_spec_without_a_typer_function_gets_a_plain_command(monkeypatch):
+    from pcnets.cli.plain import plain_command
+
+    spec = CommandSpec("toy-report", "manifold", "pcnets.experiments.manifold:run", "A toy.")
+    monkeypatch.setitem(COMMANDS, spec.name, spec)
+    before = list(app.registered_commands)
+    plain_command(spec)
+    try:
+        res = cli("toy-report", "--cfg", "job", "seed=5", "--out", "there")
+        assert res.exit_code == 0, res.output
+        cfg = yaml.safe_load(res.stdout)
+        assert (cfg["seed"], cfg["out"], list(cfg)[-1]) == (5, "there", "manifold")
+    finally:
+        app.registered_commands[:] = before
 
 
 def test_first_class_options_are_overrides_seen_by_cfg():

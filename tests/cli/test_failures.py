@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir, tiny_pnet
+from helpers import REPO, data_dir, tiny_pnet
 from typer.testing import CliRunner
 
 from pcnets.cli import app

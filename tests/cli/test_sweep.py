@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 from typer.testing import CliRunner
 
 from pcnets.cli import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 
 from pcnets.core.classifier import Classifier, classifier
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 
 from pcnets import build_pnet
 from pcnets.core.decoders import DecoderSpec, build_decoder

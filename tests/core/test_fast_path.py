@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 from torch import nn
 
 from pcnets import build_pnet

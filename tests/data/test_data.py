@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import free_port
+from helpers import free_port
 from omegaconf import OmegaConf
 from PIL import Image
 from typer.testing import CliRunner

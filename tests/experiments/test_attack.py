@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_pnet, torchrun
+from helpers import tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 import pcnets.experiments.attack as attack_module
@@ -293,6 +293,25 @@ def test_result_checks_on_rows():
     assert free.passed and "not run" in free.detail
 
 
+def test_every_registered_attack_has_its_yaml_and_every_yaml_an_entry():
+    from pathlib import Path
+
+    import yaml
+
+    from pcnets.experiments.attack import ATTACKS
+
+    folder = Path(attack_module.__file__).parents[2] / "conf" / "attack"
+    named = {p.stem: yaml.safe_load(p.read_text()).get("name") for p in folder.glob("*.yaml")}
+    named.pop("base")
+    assert named == {name: name for name in ATTACKS}
+    for name, entry in ATTACKS.items():
+        spec = AttackSpec(name=name, targeted=entry.targetable)
+        assert spec.describe().startswith(f"{name}: ")
+        assert spec.targeted_for(name) == entry.targetable
+    with pytest.raises(PcnetsError, match="attack=bim/pgd/fgsm for a targeted attack"):
+        AttackSpec(name="square", targeted=True)
+
+
 def test_eps_and_settings_are_checked():
     assert parse_eps("0.001, 8/255") == [0.001, pytest.approx(8 / 255)]
     assert parse_eps([0, 1]) == [0.0, 1.0]
@@ -307,8 +326,8 @@ def test_eps_and_settings_are_checked():
         target_labels(torch.tensor([1]), 1000, 2000)
     s = AttackSpec(eps=(0.008, 0.002), timesteps=(4, 2), steps=10)
     assert s.eps == (0.002, 0.008) and s.timesteps == (0, 2, 4)
-    assert s.alpha(0.008) == pytest.approx(0.002)
-    assert AttackSpec(name="fgsm").alpha(0.01) == 0.01 and AttackSpec(name="fgsm").steps == 1
+    assert s.step_size_at(0.008) == pytest.approx(0.002)
+    assert AttackSpec(name="fgsm").step_size_at(0.01) == 0.01 and AttackSpec(name="fgsm").steps == 1
     cfg = compose(["attack=pgd", "attack.eps=[0.004]"])
     assert AttackSpec.from_config(cfg.attack, seed=3) == AttackSpec(
         name="pgd", eps=(0.004,), random_start=True, seed=3

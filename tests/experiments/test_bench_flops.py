@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 

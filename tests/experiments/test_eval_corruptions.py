@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from pcnets.cli import app
 from pcnets.config import compose
 from pcnets.data.imagenet_c_make import make_imagenet_c
-from pcnets.experiments.corruptions import run as eval_corruptions
+from pcnets.experiments.eval_corruptions import run as eval_corruptions
 from pcnets.runtime.cell_images import IMAGES, load_cell_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

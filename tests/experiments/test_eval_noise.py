@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import torchrun
+from helpers import torchrun
 from torch import nn
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
@@ -26,8 +26,8 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.data.noise import NoisyImages, add_noise
 from pcnets.errors import PcnetsError
-from pcnets.experiments.noise import check_sigmas
-from pcnets.experiments.noise import run as eval_noise
+from pcnets.experiments.eval_noise import check_sigmas
+from pcnets.experiments.eval_noise import run as eval_noise
 from pcnets.runtime.cell_images import IMAGES, load_cell_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,7 +185,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_eval_noise import noise_cfg, toy_pnet
 from pcnets.runtime.distributed import cleanup, world_size
-from pcnets.experiments.noise import run as eval_noise
+from pcnets.experiments.eval_noise import run as eval_noise
 result = eval_noise(noise_cfg(sys.argv[1], "data.num_images=7", "eval.batch_size=2"), toy_pnet())
 assert world_size() == 2
 cleanup()
@@ -254,7 +254,7 @@ def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatc
 
 
 def test_auto_batch_caps_the_cpu_batch_only_where_results_do_not_depend_on_it(tmp_path):
-    from pcnets.experiments.cells import CPU_BATCH, loader_config
+    from pcnets.experiments.eval_cells import CPU_BATCH, loader_config
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     cfg = noise_cfg(tmp_path, "data.batch_size=50")

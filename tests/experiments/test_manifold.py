@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 
 from pcnets.config import compose
 from pcnets.data.noise import image_noise

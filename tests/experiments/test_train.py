@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_pnet, torchrun
+from helpers import tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 from pcnets import build_pnet

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_backbone, tiny_pnet
+from helpers import tiny_backbone, tiny_pnet
 from torch import nn
 
 from pcnets.backbones.registry import apply_pc_config

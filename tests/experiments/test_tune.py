@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_pnet, torchrun
+from helpers import tiny_pnet, torchrun
 from torch.utils.data import Dataset
 
 import pcnets.experiments.tune as tune_mod
@@ -188,7 +188,7 @@ TORCHRUN_SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 from pcnets.runtime import distributed as d
 from pcnets.config import compose
 from pcnets.experiments.manifold import manifold

@@ -13,7 +13,7 @@ import pytest
 
 from pcnets.config import compose
 from pcnets.metrics import ALEXNET_ERR
-from pcnets.reporting import corruptions, noise
+from pcnets.reporting import corruption_report, noise_report
 from pcnets.reporting.report import write_report
 from pcnets.reporting.tables import markdown_table, read_summary
 from pcnets.runtime.cell_images import IMAGES, save_cell_images
@@ -51,8 +51,8 @@ def _noise_run(cfg, path: Path) -> Path:
     run = Run("eval-noise", cfg, out=path)
     rng = np.random.default_rng(0)
     for sigma, p in ((0.0, 0.6), (0.5, 0.3)):
-        _cell(run, noise.noise_file(sigma), {"sigma": sigma}, _correct(rng, p))
-    noise.render(path)
+        _cell(run, noise_report.noise_file(sigma), {"sigma": sigma}, _correct(rng, p))
+    noise_report.render(path)
     run.finish()
     return path
 
@@ -63,8 +63,13 @@ def _corruption_run(cfg, path: Path) -> Path:
     for name in NAMES:
         for s in SEVERITIES:
             fields = {"corruption": name, "severity": s}
-            _cell(run, corruptions.corruption_file(name, s), fields, _correct(rng, 0.7 - 0.2 * s))
-    corruptions.render(path)
+            _cell(
+                run,
+                corruption_report.corruption_file(name, s),
+                fields,
+                _correct(rng, 0.7 - 0.2 * s),
+            )
+    corruption_report.render(path)
     run.finish()
     return path
 
@@ -136,7 +141,7 @@ def test_render_redraws_from_the_folder_and_markdown_takes_rows_or_frames(tmp_pa
     before = (path / "summary.csv").read_text()
     (path / "table.md").unlink()
     (path / "summary.csv").unlink()
-    lines = noise.render(path)  # no model: the files alone
+    lines = noise_report.render(path)  # no model: the files alone
     assert (path / "summary.csv").read_text() == before
     assert "## Change from timestep 0" in (path / "table.md").read_text()
     assert lines[0].startswith("clean (sigma 0): t=0 ")

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import torchrun
+from helpers import torchrun
 from omegaconf import OmegaConf
 
 from pcnets.data import build_dataset

@@ -12,8 +12,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from pcnets.experiments.attack.attacks import attack_images, attack_loss, batch_seed, succeeded
-from pcnets.experiments.attack.spec import GRADIENT_FREE, SIGN_ATTACKS, AttackSpec
+from pcnets.experiments.attack.attack_registry import ATTACKS
+from pcnets.experiments.attack.attacks import attack_images, batch_seed
+from pcnets.experiments.attack.sign import attack_loss, succeeded
+from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.intervals import wilson_interval
 
 NO_PATH = "no gradient path to the input"
@@ -155,10 +157,11 @@ def gradient_free_check(direct: pd.DataFrame, tolerance: float = 0.0) -> Check:
     """Masking: a gradient-free attack (Square) that misclassifies more images than the best
     untargeted gradient attack at the same eps and timestep, by more than that attack's 95 %
     Wilson interval (plus ``tolerance``), means the gradients lead nowhere: flagged."""
-    free = direct[direct["attack"].isin(GRADIENT_FREE)]
-    grads = direct[~direct["attack"].isin(GRADIENT_FREE + SIGN_ATTACKS)]
-    if "targeted" in direct:
-        grads = pd.concat([grads, direct[direct["attack"].isin(SIGN_ATTACKS) & ~direct.targeted]])
+    free = direct["attack"].isin([a.name for a in ATTACKS.values() if a.gradient_free])
+    targetable = direct["attack"].isin([a.name for a in ATTACKS.values() if a.targetable])
+    untargeted = ~direct.targeted if "targeted" in direct else False
+    grads = direct[~free & (~targetable | untargeted)]
+    free = direct[free]
     if free.empty or grads.empty:
         return Check(
             "gradient_free_not_stronger",

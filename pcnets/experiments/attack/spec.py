@@ -8,11 +8,8 @@ from dataclasses import dataclass, field, fields
 from omegaconf import DictConfig, OmegaConf
 
 from pcnets.errors import PcnetsError, suggest
+from pcnets.experiments.attack.attack_registry import ATTACKS
 from pcnets.experiments.attack.values import as_list, number, parse_eps, whole
-
-SIGN_ATTACKS = ("bim", "pgd", "fgsm")  # pcnets' own loop: targeted or not
-ATTACKS = (*SIGN_ATTACKS, "apgd", "apgd_t", "square", "autoattack")  # the others: untargeted
-GRADIENT_FREE = ("square",)
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,8 @@ class AttackSpec:
         object.__setattr__(self, "also", also)
         object.__setattr__(self, "eps", tuple(sorted(set(parse_eps(list(self.eps))))))
         steps = whole(self.steps, "attack.steps", 1)
-        object.__setattr__(self, "steps", 1 if name == "fgsm" else steps)
+        entry = ATTACKS[name]
+        object.__setattr__(self, "steps", entry.steps or steps)
         for key in ("step_size", "max_step_size", "p_init"):
             value = getattr(self, key)
             if value is None and key == "step_size":
@@ -75,12 +73,13 @@ class AttackSpec:
             raise PcnetsError(
                 f"attack.checkpoint must be true, false or null (auto), got {self.checkpoint!r}"
             )
-        if name == "fgsm" and self.random_start:
-            raise PcnetsError("FGSM has no random start: set attack.random_start=false")
-        if self.targeted and name not in SIGN_ATTACKS:
+        if entry.random_start is False and self.random_start:
+            raise PcnetsError(f"{name.upper()} has no random start: set attack.random_start=false")
+        if self.targeted and not entry.targetable:
+            targetable = "/".join(a.name for a in ATTACKS.values() if a.targetable)
             raise PcnetsError(
                 f"attack={name} is untargeted (success = misclassified); set "
-                "attack.targeted=false, or use attack=bim/pgd for the reference's targeted attack"
+                f"attack.targeted=false, or use attack={targetable} for a targeted attack"
             )
         timesteps = [whole(t, "attack.timesteps", 0) for t in as_list(self.timesteps)]
         if not timesteps:
@@ -142,17 +141,13 @@ class AttackSpec:
         return (self.name, *self.also)
 
     def targeted_for(self, name: str) -> bool:
-        """Whether attack ``name`` aims at the target class (only BIM/PGD/FGSM can)."""
-        return self.targeted and name in SIGN_ATTACKS
+        """Whether attack ``name`` aims at the target class (only a targetable one can)."""
+        return self.targeted and ATTACKS[name].targetable
 
-    def alpha(self, eps: float, name: str | None = None) -> float:
-        """BIM/PGD step at this eps: attack.step_size, else 2.5 * eps / steps capped at
-        attack.max_step_size (larger sign steps overshoot at large eps); FGSM: eps."""
-        if (name or self.name) == "fgsm":
-            return eps
-        if self.step_size is not None:
-            return self.step_size
-        return min(2.5 * eps / self.steps, self.max_step_size)
+    def step_size_at(self, eps: float, name: str | None = None) -> float:
+        """Attack ``name``'s step at this eps (the registry entry's rule: BIM/PGD
+        attack.step_size, else min(2.5 * eps / steps, attack.max_step_size); FGSM eps)."""
+        return ATTACKS[name or self.name].step(self, eps)
 
     def describe(self, name: str | None = None) -> str:
         """One attack in one line, for table.md."""
@@ -162,30 +157,7 @@ class AttackSpec:
             if self.targeted_for(name)
             else "untargeted (success = misclassified)"
         )
-        if name in SIGN_ATTACKS:
-            step = (
-                f"{self.step_size:g}"
-                if self.step_size is not None
-                else f"min(2.5 eps / steps, {self.max_step_size:g})"
-            )
-            how = (
-                f"pcnets' sign-gradient loop, {self.steps} step(s) of "
-                f"{step if name != 'fgsm' else 'eps'}, random start "
-                f"{'on' if self.random_start or name == 'pgd' else 'off'}, keeps each image's "
-                "first successful iterate, else its best by the attack loss"
-            )
-        elif name == "square":
-            how = f"torchattacks Square, {self.queries} queries, p_init {self.p_init:g}"
-        elif name == "autoattack":
-            how = (
-                f"AutoAttack standard (APGD-CE, APGD-T and FAB-T with {self.target_classes} "
-                f"target classes, {self.steps} steps; Square with {self.queries} queries)"
-            )
-        else:
-            how = (
-                f"torchattacks {name.upper().replace('_', '-')}, {self.steps} steps, "
-                f"{self.restarts} restart(s)"
-            )
+        how = ATTACKS[name].describe(self)
         return f"{name}: {how}; L-infinity on [0, 1] pixels, {kind}"
 
 
@@ -193,6 +165,6 @@ def _attack_name(value) -> str:
     name = str(value)
     if name not in ATTACKS:
         raise PcnetsError(
-            f"unknown attack {name!r}{suggest(name, ATTACKS)}; use attack={'|'.join(ATTACKS)}"
+            f"unknown attack {name!r}{suggest(name, list(ATTACKS))}; use attack={'|'.join(ATTACKS)}"
         )
     return name

@@ -16,7 +16,7 @@ that a busy machine slows all modes alike; a mode's time is its median over roun
 is the median over rounds of the ratio within a round.
 """
 
-from pcnets.experiments.bench.run import bench, run
+from pcnets.experiments.bench.benchmark import bench, run
 from pcnets.experiments.bench.spec import MODES, BenchSpec, bench_config, check_modes, default_modes
 from pcnets.experiments.bench.timing import measure, mode_functions, paired_ratio, summarize
 

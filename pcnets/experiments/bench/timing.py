@@ -14,8 +14,8 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.core.reference import reference_run
 from pcnets.experiments.bench.spec import FAST_MODES, BenchSpec
 from pcnets.progress import progress as bar_of
-from pcnets.runtime.memory import PeakMemory
 from pcnets.runtime.numerics import Numerics, autocast, to_device
+from pcnets.runtime.peak_memory import PeakMemory
 
 
 def _sync(device: torch.device) -> None:
@@ -108,13 +108,15 @@ def measure(
     for _ in range(repeats):
         for m in modes:
             _sync(device)
-            with PeakMemory(device) as mem:
+            with PeakMemory(device) as peak_memory:
                 start = time.perf_counter()
                 logits = fns[m]()
                 _sync(device)
                 out[m]["times"].append(time.perf_counter() - start)
-            out[m]["peak_mb"] = _max(out[m]["peak_mb"], mem.peak_mb)
-            out[m]["extra_mb"] = _max(out[m]["extra_mb"], mem.peak_mb - mem.start_mb)
+            out[m]["peak_mb"] = _max(out[m]["peak_mb"], peak_memory.peak_mb)
+            out[m]["extra_mb"] = _max(
+                out[m]["extra_mb"], peak_memory.peak_mb - peak_memory.start_mb
+            )
             del logits
             bar.update()
     bar.close()

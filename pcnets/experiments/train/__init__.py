@@ -1,11 +1,11 @@
 """Feedback training (`pcnets train-feedback`, METHOD.md section 5): data.py (images, features,
 cache), recipe.py (solver, optimizer, schedule), quality.py (held-out MSE and R^2), loop.py (the
 optimizer loop, best decoders, early stopping), lstsq.py + linear.py (the ridge solver for linear
-decoders), checkpoint.py (stop and resume), run.py (run(cfg) -> Result through the Session)."""
+decoders), checkpoint.py (stop and resume), training.py (run(cfg) -> Result through the Session)."""
 
 from pcnets.experiments.train.checkpoint import CHECKPOINT, StopRequest, TrainingInterrupted
 from pcnets.experiments.train.data import feedforward_features, in_holdout, training_data
-from pcnets.experiments.train.run import COMMAND, DECODERS, is_rank_zero, run, train_feedback
+from pcnets.experiments.train.training import COMMAND, DECODERS, run, train_feedback
 
 __all__ = [
     "CHECKPOINT",
@@ -15,7 +15,6 @@ __all__ = [
     "TrainingInterrupted",
     "feedforward_features",
     "in_holdout",
-    "is_rank_zero",
     "run",
     "train_feedback",
     "training_data",

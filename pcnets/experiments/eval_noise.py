@@ -1,5 +1,5 @@
 """`pcnets eval-noise`: top-1 accuracy at every timestep under Gaussian noise (METHOD.md section 7,
-item 1), one resumable cell per sigma; tables and figures are pcnets.reporting.noise's."""
+item 1), one resumable cell per sigma; tables and figures are pcnets.reporting.noise_report's."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.data.noise import NoisyImages, check_noise_space
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import (
+from pcnets.experiments.eval_cells import (
     Cell,
-    check_timesteps,
     evaluate_cells,
     finish,
     loader_config,
     open_session,
     warn_untrained,
 )
-from pcnets.reporting.noise import noise_file, render
-from pcnets.runtime.runs import Run, cell_key
+from pcnets.reporting.noise_report import noise_file, render
+from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result
 
 
@@ -53,16 +53,16 @@ def run(
     eval.noise_space; resumable and torchrun-sharded. `pnet`/`dataset` default to the config's."""
     sigmas = check_sigmas(cfg.eval.sigmas)
     space = check_noise_space(cfg.eval.get("noise_space", "normalized"))
-    check_timesteps(cfg.pc.timesteps)
-    loader_config(cfg)
+    timesteps = check_timesteps(cfg.pc.timesteps)
     session, pnet = open_session("eval-noise", cfg, pnet)
+    data_cfg = loader_config(cfg, session.device)
     base = dataset if dataset is not None else build_dataset(cfg.data, pnet.transform, "val")
     if len(base) == 0:
         raise PcnetsError("the evaluation dataset is empty; check data.split and data.limit")
     std = pnet.std.flatten().cpu()
     seed = int(cfg.get("seed", 0))
     warn_untrained(cfg, session)
-    session.run_folder = Run("eval-noise", cfg)
+    session.open_run_folder()
     cells = [
         Cell(
             cell_key(sigma=sigma),
@@ -72,5 +72,5 @@ def run(
         )
         for sigma in sigmas
     ]
-    evaluate_cells(session, cells, pnet, cfg, progress)
+    evaluate_cells(session, cells, pnet, data_cfg, timesteps, progress)
     return finish(session, render)

@@ -20,6 +20,7 @@ from pcnets.experiments.bench.peak import peaks
 from pcnets.experiments.bench.spec import FAST_MODES, BenchSpec
 from pcnets.experiments.bench.timing import measure, mode_functions, summarize
 from pcnets.reporting.bench import accuracy_table, format_table, save_figure
+from pcnets.runtime.distributed import is_main
 from pcnets.runtime.numerics import Numerics, prepare
 from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result, Session
@@ -106,7 +107,7 @@ def run(
     rows = bench(cfg, spec, num, batch_auto=batch_auto)
     folder.record(cell_key(part="speed", batch=spec.batch), rows)
     folder.write_text("bench.csv", pd.DataFrame(rows).to_csv(index=False))
-    if session.is_main:
+    if is_main():
         save_figure(rows, folder.path / "bench.png")
     text = format_table(rows)
     if accuracy:

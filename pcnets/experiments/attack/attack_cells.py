@@ -16,13 +16,13 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
-from pcnets.experiments.attack import attacks
+from pcnets.experiments.attack import attacks, sign
 from pcnets.experiments.attack.selection import Selection, load_images
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.intervals import wilson_interval
 from pcnets.runtime.distributed import all_reduce_sum
 from pcnets.runtime.files import atomic_write
-from pcnets.runtime.memory import PeakMemory
+from pcnets.runtime.peak_memory import PeakMemory
 from pcnets.runtime.runs import Run
 
 HITS = "hits.json"
@@ -79,14 +79,14 @@ def attack_cell(
         images, labels = load_images(dataset, [selection.indices[p] for p in positions], device)
         targets = targets_of(labels) if targeted else None
         seed = attacks.batch_seed(spec.seed, eps, b)
-        with PeakMemory(device) as memory:
+        with PeakMemory(device) as peak_memory:
             adv = attacks.attack_images(model, images, labels, spec, eps, seed, targets, name)
-        peak = max(peak, memory.peak / len(positions))
+        peak = max(peak, peak_memory.peak / len(positions))
         with torch.no_grad():
             logits = pnet.run(adv, max(evaluated))
         for j, when in enumerate(evaluated):
             masks[j, 0, positions] = (
-                attacks.succeeded(logits[when], labels, targets, targeted).cpu().numpy()
+                sign.succeeded(logits[when], labels, targets, targeted).cpu().numpy()
             )
             masks[j, 1, positions] = (logits[when].argmax(1) != labels).cpu().numpy()
         delta = (adv - images).flatten(1).double()

@@ -9,7 +9,6 @@ the decoders), so K processes and one process see the same global batches.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -41,7 +40,7 @@ from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result, Session, command_device
 
 COMMAND = "train-feedback"
-__all__ = ["COMMAND", "DECODERS", "is_rank_zero", "run", "train_feedback"]
+__all__ = ["COMMAND", "DECODERS", "run", "train_feedback"]
 
 
 def train_feedback(
@@ -53,11 +52,6 @@ def train_feedback(
     stops after that many optimizer steps as SIGINT would: checkpoint, then TrainingInterrupted.
     """
     return run(cfg, pnet, stop_after).extra["decoders"]
-
-
-def is_rank_zero() -> bool:
-    """Whether this process prints: torchrun's RANK is 0 (also after the process group is gone)."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run(

@@ -1,6 +1,6 @@
 """`pcnets eval-corruptions`: top-1 accuracy at every timestep on ImageNet-C (METHOD.md section 7,
 item 2), one resumable cell per corruption x severity, read from a tree or generated on the fly;
-tables and figures are pcnets.reporting.corruptions'."""
+tables and figures are pcnets.reporting.corruption_report'."""
 
 from __future__ import annotations
 
@@ -12,23 +12,23 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
+from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import ImageFiles, WithIndex, dataset_samples, effective_split, select_indices
 from pcnets.data.classes import class_labels
 from pcnets.data.imagenet_c import cell_dataset, check_config
 from pcnets.data.imagenet_c_tree import ImageNetCFolder
 from pcnets.errors import PcnetsError
-from pcnets.experiments.cells import (
+from pcnets.experiments.eval_cells import (
     Cell,
-    check_timesteps,
     evaluate_cells,
     finish,
     loader_config,
     open_session,
     warn_untrained,
 )
-from pcnets.reporting.corruptions import corruption_file, render
-from pcnets.runtime.runs import Run, cell_key
+from pcnets.reporting.corruption_report import corruption_file, render
+from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result
 
 
@@ -42,8 +42,7 @@ def run(
     read from an ImageNet-C tree (checked first) or generated on the fly from the val images
     (``dataset``: clean (path, label) samples to corrupt; default the config's)."""
     names, severities = check_config(cfg.corruptions)  # the whole tree, before any work
-    check_timesteps(cfg.pc.timesteps)
-    loader_config(cfg)
+    timesteps = check_timesteps(cfg.pc.timesteps)
     source = str(cfg.corruptions.get("source", "generate"))
     if source == "generate":
         base = dataset if dataset is not None else dataset_samples(cfg.data, "val")
@@ -53,8 +52,9 @@ def run(
         root = Path(str(cfg.corruptions.root)).expanduser()
         classes = _class_index(cfg, root / names[0] / str(severities[0]))
     session, pnet = open_session("eval-corruptions", cfg, pnet)
+    data_cfg = loader_config(cfg, session.device)
     warn_untrained(cfg, session)
-    session.run_folder = Run("eval-corruptions", cfg)
+    session.open_run_folder()
 
     def factory(name: str, severity: int) -> Callable[[], WithIndex]:
         if source == "generate":
@@ -71,7 +71,7 @@ def run(
         for name in names
         for severity in severities
     ]
-    evaluate_cells(session, cells, pnet, cfg, progress)
+    evaluate_cells(session, cells, pnet, data_cfg, timesteps, progress)
     return finish(session, render)
 
 

@@ -24,7 +24,7 @@ from pcnets.data import WithIndex
 from pcnets.errors import PcnetsError
 from pcnets.progress import progress as progress_bar
 from pcnets.runtime.cell_images import IMAGES, save_cell_images
-from pcnets.runtime.distributed import all_reduce_sum
+from pcnets.runtime.distributed import all_reduce_sum, is_main
 from pcnets.runtime.loading import build_loader
 from pcnets.runtime.runs import Run
 from pcnets.runtime.session import Result, Session
@@ -45,8 +45,8 @@ def open_session(
     command: str, cfg: DictConfig, pnet: PredictiveNet | None, evaluates: str | None = "val"
 ) -> tuple:
     """(session, prepared pnet): the Session of ``command`` and the network (the config's when
-    ``pnet`` is None) on its device. The caller opens the run folder (session.run_folder) once
-    its inputs are checked, so a network or dataset that fails leaves no run folder behind.
+    ``pnet`` is None) on its device. The caller opens the run folder (session.open_run_folder)
+    once its inputs are checked, so a network or dataset that fails leaves no run folder behind.
     ``evaluates``: the split the command reads, checked against what trained the decoders."""
     session = Session.start(command, cfg, run_folder=False)
     own = pnet is None
@@ -60,7 +60,7 @@ def open_session(
 def finish(session: Session, render: Callable[[Path], list[str]]) -> Result:
     """Render the run folder's tables and figures (rank 0), mark it finished, and return the
     Result; the other processes wait for rank 0, then all leave together."""
-    summary = render(session.path) if session.is_main else []
+    summary = render(session.path) if is_main() else []
     session.finish()
     return Result(session.path, session.run_folder.metrics(), summary)
 
@@ -110,13 +110,13 @@ def evaluate_cells(
     session: Session,
     cells: Sequence[Cell],
     pnet: PredictiveNet,
-    cfg: DictConfig,
+    data_cfg: DictConfig,
+    timesteps: int,
     progress: bool = True,
 ) -> None:
-    """Run every unfinished cell: predictions per image and timestep, then its .npz and rows."""
-    timesteps = check_timesteps(cfg.pc.timesteps)
+    """Run every unfinished cell at timesteps 0..``timesteps``, its images loaded by ``data_cfg``
+    (loader_config's): predictions per image and timestep, then its .npz and rows."""
     run = session.run_folder
-    data_cfg = loader_config(cfg, session.device)
     todo = [cell for cell in cells if not _finished(run, cell)]
     show = progress and run.writer
     outer = progress_bar(total=len(cells), initial=len(cells) - len(todo), desc="cells", show=show)
@@ -164,16 +164,9 @@ def loader_config(cfg: DictConfig, device: torch.device | None = None) -> DictCo
     return OmegaConf.merge(cfg.data, {"batch_size": batch})
 
 
-def check_timesteps(value) -> int:
-    """pc.timesteps as an int >= 0, else a PcnetsError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PcnetsError(f"timesteps must be a whole number >= 0, got {value!r}")
-    return int(value)
-
-
 def warn_untrained(cfg: DictConfig, session: Session) -> None:
     """One line on stderr when the decoders are untrained: the results then mean little."""
-    if not cfg.pc.get("decoders") and not cfg.pc.get("hyper") and session.is_main:
+    if not cfg.pc.get("decoders") and not cfg.pc.get("hyper") and is_main():
         print(
             "warning: pc.decoders is not set, so the feedback decoders are untrained (random); "
             "pass pc.decoders=PATH from `pcnets train-feedback`",

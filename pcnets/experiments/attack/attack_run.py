@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.errors import PcnetsError
-from pcnets.experiments.attack import cells
+from pcnets.experiments.attack import attack_cells
 from pcnets.experiments.attack.checks import (
     MODEL_CHECKS,
     NO_PATH,
@@ -31,7 +31,7 @@ from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.experiments.attack.values import target_labels
 from pcnets.progress import progress
 from pcnets.reporting.attack import INFO, describe_dynamics, render
-from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
+from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.runs import Run, cell_key
 from pcnets.runtime.session import Result, Session
@@ -82,7 +82,7 @@ def run(
     if len(dataset) == 0:
         raise PcnetsError("the dataset is empty; check data.split and data.limit")
     factory = model_at or unrolled(spec.checkpoint)
-    show = progress and session.is_main
+    show = progress and is_main()
     with torch.no_grad():
         num_classes = int(pnet.feedforward(load_images(dataset, [0], device)[0]).shape[1])
     if spec.targeted:
@@ -119,12 +119,12 @@ def run(
         atomic_write(folder.path / INFO, json.dumps(info, indent=1))
         render(folder.path)
     direct = metrics[metrics["kind"] == "unrolled"] if len(metrics) else metrics
-    memory = direct.groupby("timestep")["peak_mb_per_image"].max().to_dict() if len(direct) else {}
+    peak_mb = direct.groupby("timestep")["peak_mb_per_image"].max().to_dict() if len(direct) else {}
     session.finish(
         status=status,
         images=len(selection.indices),
         examined=selection.examined,
-        peak_mb_per_image={int(k): v for k, v in memory.items()},
+        peak_mb_per_image={int(k): v for k, v in peak_mb.items()},
         checks={c.name: c.passed for c in checks},
         dynamics=info["dynamics"],
     )
@@ -159,8 +159,8 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
             smaller = [e for e in spec.eps if e < eps]
             before = keys[(name, t, smaller[-1])] if smaller else None
             shape = (len(spec.timesteps) if t == 0 else 1, 2, n)
-            earlier = cells.read_hits(folder, before, shape)
-            rows, masks = cells.attack_cell(
+            earlier = attack_cells.read_hits(folder, before, shape)
+            rows, masks = attack_cells.attack_cell(
                 pnet,
                 factory(pnet, t),
                 dataset,
@@ -173,7 +173,7 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
                 earlier,
                 bar,
             )
-            cells.save_hits(folder, keys[(name, t, eps)], masks)
+            attack_cells.save_hits(folder, keys[(name, t, eps)], masks)
             folder.record(keys[(name, t, eps)], rows)
 
 
