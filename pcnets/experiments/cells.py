@@ -114,7 +114,7 @@ def evaluate_cells(
     progress: bool = True,
 ) -> None:
     """Run every unfinished cell: predictions per image and timestep, then its .npz and rows."""
-    timesteps = check_timesteps(cfg.pc.timesteps)
+    timesteps = int(cfg.pc.timesteps)  # bounds: pcnets.schema
     run = session.run_folder
     data_cfg = loader_config(cfg, session.device)
     todo = [cell for cell in cells if not _finished(run, cell)]
@@ -157,18 +157,9 @@ def loader_config(cfg: DictConfig, device: torch.device | None = None) -> DictCo
         batch = min(int(cfg.data.batch_size), CPU_BATCH) if cap else None
     if batch is None:
         return cfg.data
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise PcnetsError(
-            f"eval.batch_size must be a positive whole number, auto or null, got {batch!r}"
-        )
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise PcnetsError(f"eval.batch_size must be a whole number, auto or null, got {batch!r}")
     return OmegaConf.merge(cfg.data, {"batch_size": batch})
-
-
-def check_timesteps(value) -> int:
-    """pc.timesteps as an int >= 0, else a PcnetsError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PcnetsError(f"timesteps must be a whole number >= 0, got {value!r}")
-    return int(value)
 
 
 def warn_untrained(cfg: DictConfig, session: Session) -> None:

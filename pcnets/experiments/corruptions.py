@@ -20,7 +20,6 @@ from pcnets.data.imagenet_c_tree import ImageNetCFolder
 from pcnets.errors import PcnetsError
 from pcnets.experiments.cells import (
     Cell,
-    check_timesteps,
     evaluate_cells,
     finish,
     loader_config,
@@ -42,7 +41,6 @@ def run(
     read from an ImageNet-C tree (checked first) or generated on the fly from the val images
     (``dataset``: clean (path, label) samples to corrupt; default the config's)."""
     names, severities = check_config(cfg.corruptions)  # the whole tree, before any work
-    check_timesteps(cfg.pc.timesteps)
     loader_config(cfg)
     source = str(cfg.corruptions.get("source", "generate"))
     if source == "generate":

@@ -13,7 +13,6 @@ from pcnets.data.noise import NoisyImages, check_noise_space
 from pcnets.errors import PcnetsError
 from pcnets.experiments.cells import (
     Cell,
-    check_timesteps,
     evaluate_cells,
     finish,
     loader_config,
@@ -53,7 +52,6 @@ def run(
     eval.noise_space; resumable and torchrun-sharded. `pnet`/`dataset` default to the config's."""
     sigmas = check_sigmas(cfg.eval.sigmas)
     space = check_noise_space(cfg.eval.get("noise_space", "normalized"))
-    check_timesteps(cfg.pc.timesteps)
     loader_config(cfg)
     session, pnet = open_session("eval-noise", cfg, pnet)
     base = dataset if dataset is not None else build_dataset(cfg.data, pnet.transform, "val")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +50,8 @@ class TuneResult(Result):
 def _sigmas(value) -> list[float]:
     sigmas = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
     sigmas = [float(s) for s in sigmas]
-    if not sigmas or any(s < 0 or not math.isfinite(s) for s in sigmas):
-        raise PcnetsError(f"tune.sigmas must be finite values >= 0, got {sigmas}")
+    if not sigmas:  # bounds: pcnets.schema
+        raise PcnetsError("tune.sigmas must list at least one sigma, e.g. [0, 0.5]")
     return sigmas
 
 
@@ -94,7 +93,7 @@ def tune(
     kind = check_objective(str(tc.objective))
     sigmas = _sigmas(tc.sigmas)
     timesteps = tune_timesteps(cfg)
-    steps, save_every, batch = int(tc.steps), max(1, int(tc.save_every)), int(tc.batch_size)
+    steps, save_every, batch = int(tc.steps), int(tc.save_every), int(tc.batch_size)
     session, pnet = open_session("tune", cfg, pnet, evaluates=None)  # training images
     world = world_size()
     if batch < world:
