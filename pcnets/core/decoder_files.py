@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from pcnets.core.decoders import DECODER_FORMAT, read_decoder_file
+from pcnets.core.files import atomic_save
 from pcnets.errors import PcnetsError
 
 if TYPE_CHECKING:
@@ -27,12 +26,10 @@ def decoder_checkpoint(pnet: PredictiveNet, **meta) -> dict:
 
 
 def save_decoders(pnet: PredictiveNet, path: str | Path, **meta) -> None:
-    """Write the decoders to ``path`` (atomically: a .tmp file, then renamed)."""
+    """Write the decoders to ``path`` atomically (pcnets.core.files.atomic_save)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(decoder_checkpoint(pnet, **meta), tmp)
-    tmp.replace(path)
+    atomic_save(path, decoder_checkpoint(pnet, **meta))
 
 
 def load_decoders(pnet: PredictiveNet, path: str | Path) -> dict:

@@ -4,7 +4,6 @@ are in pcnets.experiments.hyperparams, the table and figure in pcnets.reporting.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from pcnets.progress import progress as bar_of
 from pcnets.reporting.tune import render
 from pcnets.runtime.devices import switch
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
-from pcnets.runtime.files import atomic_write
+from pcnets.runtime.files import atomic_save
 from pcnets.runtime.loading import num_workers
 from pcnets.runtime.runs import Run, cell_key
 from pcnets.runtime.session import Result
@@ -173,9 +172,7 @@ def tune(
 def _save_state(path: Path, params: HyperParams, optim, step: int, initial: dict) -> None:
     """The values and Adam's moments after ``step`` steps, written atomically (the resume point)."""
     state = {"params": params.state_dict(), "optim": optim.state_dict()}
-    buffer = io.BytesIO()
-    torch.save({**state, "step": step, "initial": initial}, buffer)
-    atomic_write(path, buffer.getvalue())
+    atomic_save(path, {**state, "step": step, "initial": initial})
 
 
 def loss_summary(metrics: pd.DataFrame) -> tuple[float | None, float | None, dict]:
