@@ -30,6 +30,7 @@ from pcnets.data.imagenet_c_layout import (
     preprocess,
     val_images,
 )
+from pcnets.data.images import to_rgb
 from pcnets.errors import PcnetsError
 from pcnets.progress import progress as bar_of
 
@@ -162,7 +163,7 @@ def _write_image_cells(task: tuple) -> tuple[int, dict[str, list]]:
     source, key, cells, out_root, size, seed, jpeg_quality = task
     try:
         with Image.open(source) as img:
-            pixels = np.asarray(preprocess(size)(img.convert("RGB")))
+            pixels = np.asarray(preprocess(size)(to_rgb(img)))
     except OSError as err:
         raise PcnetsError(f"cannot read image {source}: {err}") from None
     suffix = file_suffix(jpeg_quality)
