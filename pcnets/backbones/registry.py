@@ -8,12 +8,12 @@ The loaders live in sources.py (the model and its preprocessing) and weights.py 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from pcnets.backbones.hyper_file import load_hyper
 from pcnets.backbones.sources import SOURCES, make_transform
 from pcnets.backbones.weights import (
     load_weights,
@@ -124,27 +124,6 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
         # what trained them (None for older files), checked by pnet_from_config before evaluating
         pnet.decoders_trained_on = meta.get("data")
     return pnet
-
-
-def load_hyper(path: str | Path, pnet: PredictiveNet) -> dict:
-    """A hyperparameter file from `pcnets tune`: JSON with per-encoder beta, lam, alpha."""
-    path = Path(path)
-    if not path.is_file():
-        raise PcnetsError(f"pc.hyper: no such file {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PcnetsError(f"pc.hyper: {path} is not valid JSON: {exc}") from None
-    if data.get("backbone") not in (None, pnet.name):
-        raise PcnetsError(f"pc.hyper: {path} was tuned for {data['backbone']!r}, not {pnet.name!r}")
-    for key in ("error_reduction", "gradient_scaling"):
-        # alpha means something else under another error reduction or scaling
-        if key in data and data[key] != getattr(pnet, key):
-            raise PcnetsError(
-                f"pc.hyper: {path} was tuned with pc.{key}={data[key]}, this run has "
-                f"{getattr(pnet, key)}; set pc.{key}={data[key]} or tune again"
-            )
-    return {k: data[k] for k in ("beta", "lam", "alpha")}
 
 
 def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet:
