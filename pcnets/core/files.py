@@ -91,9 +91,9 @@ def atomic_write(path: str | Path, data: str | bytes, fsync: bool = True) -> Pat
     ``path``: a reader sees the old file or the new one, never a torn one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    mode = "wb" if isinstance(data, bytes) else "w"
+    binary = isinstance(data, bytes)
     try:
-        with open(tmp, mode) as fh:
+        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             fh.write(data)
             fh.flush()
             if fsync:
