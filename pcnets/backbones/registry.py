@@ -8,6 +8,7 @@ The loaders live in sources.py (the model and its preprocessing) and weights.py 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -126,6 +127,12 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
     return pnet
 
 
+UNTRAINED = (
+    "build_pnet({name!r}): the feedback decoders are untrained (random), so the dynamics mean "
+    "little; pass decoders=PATH (a file from `pcnets train-feedback`)"
+)
+
+
 def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet:
     """A PredictiveNet by registry name, e.g. build_pnet("vgg16", pretrained=False).
 
@@ -139,7 +146,10 @@ def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet
     cfg = backbone_config(name, pretrained=pretrained, **overrides)
     pnet = build_from_config(cfg)
     defaults = compose([], "pnet").pc
-    return apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
+    pnet = apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
+    if not pc.get("decoders") and not pc.get("hyper"):  # as the CLI warns
+        warnings.warn(UNTRAINED.format(name=name), UserWarning, stacklevel=2)
+    return pnet
 
 
 def pnet_from_config(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pcnets.core.decoders import DECODER_FORMAT, read_decoder_file
+from pcnets.core.decoders import DECODER_FORMAT, build_decoder, default_specs, read_decoder_file
 from pcnets.core.files import atomic_save
 from pcnets.errors import PcnetsError
 
@@ -40,11 +40,15 @@ def load_decoders(pnet: PredictiveNet, path: str | Path) -> dict:
             f"{path} holds decoders for backbone {ckpt['backbone']!r} with encoders "
             f"{list(ckpt['encoders'])}, not {pnet.name!r} with {pnet.encoder_names}"
         )
+    if len(pnet.decoders) == 0:  # a fresh PredictiveNet: the default decoders, then their weights
+        pnet.set_decoders([build_decoder(s) for s in default_specs(pnet.shapes)])
     try:
         pnet.decoders.load_state_dict(ckpt["decoders"])
     except (RuntimeError, TypeError, AttributeError) as exc:
+        what = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise PcnetsError(
-            f"{path}: decoder weights do not fit: {str(exc).splitlines()[0]}"
+            f"{path}: decoder weights do not fit this network's decoders ({what}); build the "
+            "decoders they were trained with first: pnet.set_decoders([...])"
         ) from None
     pnet._windows.clear()
     return ckpt
