@@ -91,7 +91,18 @@ def one_line_errors() -> Iterator[None]:
     except (HydraException, OmegaConfBaseException) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":  # as Hydra's own command line
             raise
-        raise PcnetsError(f"bad config override: {one_line(err)}") from None
+        raise PcnetsError(f"bad config override: {one_line(err)}{_spaces_hint(err)}") from None
+
+
+def _spaces_hint(err: BaseException) -> str:
+    """The hint for a word without '=' (an unquoted value with spaces, split by the shell)."""
+    word = re.search(r"Error parsing override '([^'=]*)'\nmissing EQUAL", str(err))
+    if not word:
+        return ""
+    return (
+        f". '{word.group(1)}' has no '=': if it belongs to the value before it (a path with "
+        'spaces, split by the shell), quote the whole override, e.g. "data.root=/my data/set"'
+    )
 
 
 def one_line(err: BaseException) -> str:

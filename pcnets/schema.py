@@ -3,6 +3,7 @@ configs): what each key may hold. pcnets.validate checks a composed config again
 a wrong type or an unknown key is one clear line at compose time instead of a failure deep
 inside a run. Fields typed Any hold tables (backbone.decoders, backbone.transform: any keys
 allowed) or unions OmegaConf cannot express (a number or one per encoder; pcnets.validate.CHECKS).
+Every numeric setting carries its bounds (``bounded``), checked at compose time, one line each.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from pcnets.bounds import MAX_TIMESTEPS, bounded
+
 
 @dataclass
 class Root:
     device: str = "auto"
-    seed: int = 0
+    seed: int = bounded(0, ">= 0")
     out: str | None = None
     amp: Any = "auto"
     channels_last: Any = "auto"
@@ -44,7 +47,7 @@ class Backbone:
     weights: str | None = None
     download_url: str | None = None
     transform: dict[str, Any] | None = None
-    probe_size: int = 64
+    probe_size: int = bounded(64, ">= 1")
     cpu_channels_last: bool = True
     encoders: list[str] = MISSING
     decoders: list[Any] | None = None
@@ -55,7 +58,7 @@ class Pc:
     beta: Any = 0.8
     lam: Any = 0.1
     alpha: Any = 0.01
-    timesteps: int = 10
+    timesteps: int = bounded(10, f"[0, {MAX_TIMESTEPS}]")
     error_reduction: str = "per_sample"
     gradient_scaling: bool = False
     random_init: bool = False
@@ -69,18 +72,18 @@ class Data:
     kind: str = "folder"
     root: str | None = None
     url: str | None = None
-    num_classes: int = 1000
-    num_images: int = 64
-    size: int = 224
-    seed: int = 0
+    num_classes: int = bounded(1000, ">= 1")
+    num_images: int = bounded(64, ">= 1")
+    size: int = bounded(224, ">= 1")
+    seed: int = bounded(0, ">= 0")
     folders: dict[str, str] | None = None
     split: str = "all"
     train_split: str = "all"
-    limit: int | None = None
-    batch_size: int = 64
-    workers: Any = "auto"
+    limit: int | None = bounded(None, ">= 1")
+    batch_size: int = bounded(64, ">= 1")
+    workers: Any = bounded("auto", ">= 0")
     pin_memory: Any = "auto"
-    prefetch_factor: int = 2
+    prefetch_factor: int = bounded(2, ">= 1")
     persistent_workers: bool = False
     check_images: bool = True
     on_bad_image: str = "stop"
@@ -88,45 +91,45 @@ class Data:
 
 @dataclass
 class Lstsq:
-    ridge: float | None = None
-    ridges: list[float] = field(default_factory=list)
-    fold: int = 5
-    max_rows: int = 1024
+    ridge: float | None = bounded(None, ">= 0")
+    ridges: list[float] = bounded([], ">= 0")
+    fold: int = bounded(5, ">= 1")
+    max_rows: int = bounded(1024, ">= 1")
 
 
 @dataclass
 class Train:
     solver: str = "sgd"
     optimizer: str = "sgd"
-    lr: float = 1.0e-3
-    momentum: float = 0.0
-    weight_decay: float = 5.0e-4
+    lr: float = bounded(1.0e-3, "> 0")
+    momentum: float = bounded(0.0, "[0, 1)")
+    weight_decay: float = bounded(5.0e-4, ">= 0")
     scheduler: str = "none"
-    T_0: int = 3
-    T_mult: int = 1
-    eta_min: float = 0.0
-    plateau_factor: float = 0.3
-    plateau_patience: int = 1
-    patience: int | None = None
+    T_0: int = bounded(3, ">= 1")
+    T_mult: int = bounded(1, ">= 1")
+    eta_min: float = bounded(0.0, ">= 0")
+    plateau_factor: float = bounded(0.3, "(0, 1)")
+    plateau_patience: int = bounded(1, ">= 0")
+    patience: int | None = bounded(None, ">= 1")
     augment: str = "none"
-    epochs: int = 50
-    batch_size: int | None = 64
+    epochs: int = bounded(50, ">= 1")
+    batch_size: int | None = bounded(64, ">= 1")
     shuffle: bool = True
     val_split: str = "auto"
-    val_fraction: float = 0.01
-    val_max: int | None = None
-    max_images: int | None = None
+    val_fraction: float = bounded(0.01, "(0, 1)")
+    val_max: int | None = bounded(None, ">= 1")
+    max_images: int | None = bounded(None, ">= 1")
     cache_features: bool = False
     lstsq: Lstsq = field(default_factory=Lstsq)
 
 
 @dataclass
 class Eval:
-    sigmas: list[float] = field(default_factory=list)
+    sigmas: list[float] = bounded([], ">= 0")
     noise_space: str = "normalized"
-    batch_size: Any = "auto"
-    bootstrap: int = 1000
-    level: float = 0.95
+    batch_size: Any = bounded("auto", ">= 1")
+    bootstrap: int = bounded(1000, ">= 1")
+    level: float = bounded(0.95, "(0, 1)")
 
 
 @dataclass
@@ -134,64 +137,64 @@ class Corruptions:
     source: str = "generate"
     root: str | None = None
     names: Any = None
-    severities: list[int] = field(default_factory=list)
-    seed: int = 0
-    size: int = 224
-    jpeg_quality: int | None = 85
+    severities: list[int] = bounded([], "[1, 5]")
+    seed: int = bounded(0, ">= 0")
+    size: int = bounded(224, ">= 1")
+    jpeg_quality: int | None = bounded(85, "[1, 100]")
 
 
 @dataclass
 class AttackChecks:
-    num_images: int = 4
-    large_eps: float = 0.1
-    min_success: float = 0.9
-    tolerance: float = 0.0
-    t0_mismatch: float = 0.001
+    num_images: int = bounded(4, ">= 1")
+    large_eps: float = bounded(0.1, "(0, 1]")
+    min_success: float = bounded(0.9, "[0, 1]")
+    tolerance: float = bounded(0.0, "[0, 1]")
+    t0_mismatch: float = bounded(0.001, "[0, 1]")
 
 
 @dataclass
 class Attack:
     name: str = MISSING
     also: list[str] = field(default_factory=list)
-    eps: list[float] = field(default_factory=list)
-    steps: int = 10
-    step_size: float | None = None
-    max_step_size: float = 0.02
-    restarts: int = 1
-    queries: int = 1000
-    p_init: float = 0.8
-    target_classes: int = 9
+    eps: list[float] = bounded([], "[0, 1]")
+    steps: int = bounded(10, ">= 1")
+    step_size: float | None = bounded(None, "> 0")
+    max_step_size: float = bounded(0.02, "> 0")
+    restarts: int = bounded(1, ">= 1")
+    queries: int = bounded(1000, ">= 1")
+    p_init: float = bounded(0.8, "(0, 1]")
+    target_classes: int = bounded(9, ">= 1")
     checkpoint: bool | None = None
     allow_suspect: bool = False
     random_start: bool = False
-    timesteps: list[int] = field(default_factory=list)
+    timesteps: list[int] = bounded([], f"[0, {MAX_TIMESTEPS}]")
     targeted: bool = True
-    target_offset: int = 800
+    target_offset: int = bounded(800, ">= 1")
     select: str = "correct"
-    num_images: int = 1000
-    batch_size: int = 16
+    num_images: int = bounded(1000, ">= 1")
+    batch_size: int = bounded(16, ">= 1")
     checks: AttackChecks = field(default_factory=AttackChecks)
 
 
 @dataclass
 class Tune:
-    steps: int = 200
-    batch_size: int = 8
-    lr: float = 0.05
-    timesteps: int | None = None
+    steps: int = bounded(200, ">= 1")
+    batch_size: int = bounded(8, ">= 1")
+    lr: float = bounded(0.05, "> 0")
+    timesteps: int | None = bounded(None, f"[1, {MAX_TIMESTEPS}]")
     objective: str = "last"
-    sigmas: list[float] = field(default_factory=list)
+    sigmas: list[float] = bounded([], ">= 0")
     learn_alpha: bool = True
-    save_every: int = 10
+    save_every: int = bounded(10, ">= 1")
 
 
 @dataclass
 class Manifold:
-    sigmas: list[float] = field(default_factory=list)
-    timesteps: int = 14
+    sigmas: list[float] = bounded([], "> 0")
+    timesteps: int = bounded(14, f"[0, {MAX_TIMESTEPS}]")
     split: str = "val"
-    n_resamples: int = 1000
-    level: float = 0.95
+    n_resamples: int = bounded(1000, ">= 1")
+    level: float = bounded(0.95, "(0, 1)")
 
 
 GROUPS: dict[str, type] = {

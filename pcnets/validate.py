@@ -4,7 +4,8 @@ Each node is merged into its dataclass: values are converted to the declared typ
 int becomes 5), and a value that cannot be ('abc' for an int) or a key the schema does not
 declare (+pc.alpah=1) is a PcnetsError naming the key and the type. Keys a schema declares but
 an option leaves out stay out: the YAML says which keys exist, the schema what they may hold, so
-checking changes no composed value and no run hash.
+checking changes no composed value and no run hash. Every number then meets the bound its schema
+declares (pcnets.bounds), or the config is refused naming the key, the value and the bound.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from pcnets.bounds import Bound, words
 from pcnets.errors import PcnetsError, suggest
 from pcnets.schema import GROUPS, Root
 
@@ -62,9 +64,40 @@ def typed(cfg: DictConfig) -> DictConfig:
         value = _select(plain, path)
         if value is not None and not _interpolation(value) and not test(value):
             raise PcnetsError(f"bad config value {path}: it takes {what}, got {value!r}")
+    for path, bound, default in bounds():
+        check_bound(path, _select(plain, path), bound, default)
     out = OmegaConf.create(plain)
     OmegaConf.set_struct(out, True)
     return out
+
+
+def bounds(schema: type = Root, prefix: str = "") -> Iterator[tuple[str, Bound, Any]]:
+    """(key, bound, default) of every bounded setting of ``schema`` and, for Root, every group."""
+    for f in dataclasses.fields(schema):
+        path = f"{prefix}{f.name}"
+        if "bound" in f.metadata:
+            yield path, f.metadata["bound"], f.default
+        kind = field_types(schema)[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from bounds(kind, f"{path}.")
+    if schema is Root:
+        for group, kind in GROUPS.items():
+            yield from bounds(kind, f"{group}.")
+
+
+def check_bound(path: str, value: Any, bound: Bound, default: Any = None) -> None:
+    """One PcnetsError line when a number of ``value`` (or of the list) breaks ``bound``; null,
+    'auto' and interpolations are left to the type checks."""
+    for item in value if isinstance(value, list) else [value]:
+        if item is None or isinstance(item, str):
+            continue
+        fault = bound.fault(item)
+        if fault:
+            example = f", e.g. {path}={default}" if isinstance(default, int | float) else ""
+            raise PcnetsError(
+                f"bad config value {path}: {item!r} is {fault}; it must be {words(bound.rule)}"
+                f"{example}"
+            )
 
 
 def _select(data: dict, path: str) -> Any:

@@ -9,12 +9,13 @@ weights_tag; weights.py reads and downloads state dicts.
 
 from __future__ import annotations
 
-import json
+import warnings
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from pcnets.backbones.hyper_file import load_hyper
 from pcnets.backbones.sources import SOURCES, make_transform
 from pcnets.config import compose, options
 from pcnets.core.decoders import DecoderSpec, build_decoder, default_specs, report_quality
@@ -122,25 +123,10 @@ def apply_pc_config(pnet: PredictiveNet, pc: DictConfig | dict) -> PredictiveNet
     return pnet
 
 
-def load_hyper(path: str | Path, pnet: PredictiveNet) -> dict:
-    """A hyperparameter file from `pcnets tune`: JSON with per-encoder beta, lam, alpha."""
-    path = Path(path)
-    if not path.is_file():
-        raise PcnetsError(f"pc.hyper: no such file {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PcnetsError(f"pc.hyper: {path} is not valid JSON: {exc}") from None
-    if data.get("backbone") not in (None, pnet.name):
-        raise PcnetsError(f"pc.hyper: {path} was tuned for {data['backbone']!r}, not {pnet.name!r}")
-    for key in ("error_reduction", "gradient_scaling"):
-        # alpha means something else under another error reduction or scaling
-        if key in data and data[key] != getattr(pnet, key):
-            raise PcnetsError(
-                f"pc.hyper: {path} was tuned with pc.{key}={data[key]}, this run has "
-                f"{getattr(pnet, key)}; set pc.{key}={data[key]} or tune again"
-            )
-    return {k: data[k] for k in ("beta", "lam", "alpha")}
+UNTRAINED = (
+    "build_pnet({name!r}): the feedback decoders are untrained (random), so the dynamics mean "
+    "little; pass decoders=PATH (a file from `pcnets train-feedback`)"
+)
 
 
 def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet:
@@ -156,7 +142,10 @@ def build_pnet(name: str, pretrained: bool = True, **overrides) -> PredictiveNet
     cfg = backbone_config(name, pretrained=pretrained, **overrides)
     pnet = build_from_config(cfg)
     defaults = compose([], "pnet").pc
-    return apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
+    pnet = apply_pc_config(pnet, OmegaConf.merge(defaults, pc))
+    if not pc.get("decoders") and not pc.get("hyper"):  # as the CLI warns
+        warnings.warn(UNTRAINED.format(name=name), UserWarning, stacklevel=2)
+    return pnet
 
 
 def pnet_from_config(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 from pcnets.cli.common import app
+from pcnets.runtime.streams import keep_streams_open
 
 # Order here is the order in `pcnets --help`.
 COMMAND_MODULES = [
@@ -28,4 +29,5 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    keep_streams_open()  # a closed stdout or pipe never ends a run (pcnets.runtime.streams)
     app()

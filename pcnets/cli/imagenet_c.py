@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pcnets.cli.common import command, echo
+from pcnets.errors import PcnetsError
 
 
 @command("make-imagenet-c")
@@ -39,19 +40,27 @@ def make_imagenet_c(
     from pcnets.data.imagenet_c_layout import JPEG_QUALITY
     from pcnets.data.imagenet_c_make import make_imagenet_c as make
     from pcnets.data.imagenet_c_make import timing_csv
+    from pcnets.runtime import locks
     from pcnets.runtime.files import atomic_write
 
-    counts = make(
-        val_root,
-        out,
-        names=names,
-        severities=severities,
-        workers=workers,
-        size=size,
-        seed=seed,
-        limit=limit,
-        jpeg_quality=None if lossless else JPEG_QUALITY,
-    )
+    if out.exists() and not out.is_dir():
+        raise PcnetsError(f"--out {out} is a file; make-imagenet-c writes a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    locks.acquire(out)  # one make-imagenet-c per tree: a second one is refused in one line
+    try:
+        counts = make(
+            val_root,
+            out,
+            names=names,
+            severities=severities,
+            workers=workers,
+            size=size,
+            seed=seed,
+            limit=limit,
+            jpeg_quality=None if lossless else JPEG_QUALITY,
+        )
+    finally:
+        locks.release(out)
     for t in counts.timing:
         echo(
             f"{t.name}: {t.images} images, {t.seconds_per_image:.4f} s per image, "

@@ -1,5 +1,6 @@
-"""Reading tensor files as data: decoder files, backbone weights and training checkpoints are
-loaded without unpickling arbitrary objects, so a downloaded or shared file cannot run code.
+"""Tensor files: written atomically (``atomic_write``, ``atomic_save``), and read as data:
+decoder files, backbone weights and training checkpoints are loaded without unpickling arbitrary
+objects, so a downloaded or shared file cannot run code.
 
 torch.load(weights_only=True) accepts tensors, containers, numbers and strings; the allow-list adds
 plain numpy arrays (numpy's RNG state in training checkpoints). ``.safetensors`` files are read
@@ -8,6 +9,8 @@ with safetensors, which has no code path at all.
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import re
 from pathlib import Path
@@ -81,3 +84,30 @@ def _load_safetensors(path: Path, what: str, remedy: str) -> dict:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise PcnetsError(_unreadable(path, what, exc, remedy)) from None
+
+
+def atomic_write(path: str | Path, data: str | bytes, fsync: bool = True) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over
+    ``path``: a reader sees the old file or the new one, never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    binary = isinstance(data, bytes)
+    try:
+        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_save(path: str | Path, obj: object) -> Path:
+    """torch.save through ``atomic_write``: serialised in memory first, so a full disk or a
+    read-only folder is an OSError (one line in every command), never torch's RuntimeError, and
+    no temporary file is left behind."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, buffer.getvalue())

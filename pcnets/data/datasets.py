@@ -149,12 +149,17 @@ def _folder_items(data_cfg: DictConfig, split: str) -> tuple[Path, list[tuple[st
     keys = [key for key, _ in scanned]
     labels = [label for _, label in scanned]
     order = select_indices(keys, labels, effective_split(data_cfg, split), _limit(data_cfg))
-    items = [scanned[i] for i in order]
+    return root, readable(root, [scanned[i] for i in order], data_cfg)
+
+
+def readable(root: Path, items: list[tuple[str, int]], data_cfg: DictConfig) -> list:
+    """``items`` (key under ``root``, label) after data.check_images and data.on_bad_image:
+    unreadable images stop the run in one line, or are left out and recorded (skip)."""
     if not _cfg(data_cfg, "check_images", True):
-        return root, items
+        return items
     policy = str(_cfg(data_cfg, "on_bad_image", "stop"))
     skip = apply_policy(root, [key for key, _ in items], policy)
-    return root, [item for item in items if item[0] not in skip]
+    return [item for item in items if item[0] not in skip]
 
 
 def dataset_samples(data_cfg: DictConfig, split: str = "val") -> list[tuple[str, int]]:

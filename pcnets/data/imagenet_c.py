@@ -36,6 +36,7 @@ from pcnets.data.imagenet_c_layout import (
     to_tensor,
 )
 from pcnets.data.imagenet_c_tree import ImageNetCFolder, check_tree
+from pcnets.data.images import to_rgb
 from pcnets.data.indexed import image_key
 from pcnets.errors import PcnetsError
 
@@ -72,7 +73,7 @@ class CorruptedDataset(Dataset):
     def __getitem__(self, index: int):
         path, label = self.samples[index]
         with Image.open(path) as img:
-            pixels = np.asarray(self.pre_transform(img.convert("RGB")))
+            pixels = np.asarray(self.pre_transform(to_rgb(img)))
         seed = cell_seed(self.seed, image_key(path), self.name, self.severity)
         image = Image.fromarray(corrupt(pixels, self.name, self.severity, seed=seed))
         if self.jpeg_quality:

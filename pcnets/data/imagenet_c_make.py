@@ -30,6 +30,7 @@ from pcnets.data.imagenet_c_layout import (
     preprocess,
     val_images,
 )
+from pcnets.data.images import to_rgb
 from pcnets.errors import PcnetsError
 from pcnets.progress import progress as bar_of
 
@@ -147,13 +148,36 @@ def _run(tasks: list, workers: int) -> Iterable[tuple[int, dict]]:
         yield from pool.imap_unordered(_write_image_cells, tasks)
 
 
+_PARENT: int | None = None  # in a pool worker: the pid of the process that started it
+
+
 def _init_worker() -> None:
     """Pool workers leave Ctrl-C to the parent (which stops them, with one message, no worker
-    tracebacks) and run OpenCV single-threaded, as the workers already fill the cores."""
+    tracebacks), end with it (even after kill -9: the kernel sends SIGTERM on Linux, and
+    `orphaned` stops the next image elsewhere) and run OpenCV single-threaded, as the workers
+    already fill the cores."""
     import cv2
 
+    global _PARENT
+    _PARENT = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
     cv2.setNumThreads(1)
+
+
+def _end_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM): this process gets SIGTERM when its parent dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: orphaned() still stops the work
+        pass
+
+
+def orphaned() -> bool:
+    """True in a pool worker whose parent has died (it was re-parented)."""
+    return _PARENT is not None and os.getppid() != _PARENT
 
 
 def _write_image_cells(task: tuple) -> tuple[int, dict[str, list]]:
@@ -162,12 +186,14 @@ def _write_image_cells(task: tuple) -> tuple[int, dict[str, list]]:
     source, key, cells, out_root, size, seed, jpeg_quality = task
     try:
         with Image.open(source) as img:
-            pixels = np.asarray(preprocess(size)(img.convert("RGB")))
+            pixels = np.asarray(preprocess(size)(to_rgb(img)))
     except OSError as err:
         raise PcnetsError(f"cannot read image {source}: {err}") from None
     suffix = file_suffix(jpeg_quality)
     times: dict[str, list] = {}
     for name, severity in cells:
+        if orphaned():  # the parent was killed: write nothing more
+            break
         start = time.process_time()
         result = corrupt(pixels, name, severity, seed=cell_seed(seed, key, name, severity))
         corrupted = time.process_time()
@@ -178,15 +204,19 @@ def _write_image_cells(task: tuple) -> tuple[int, dict[str, list]]:
         row[0] += 1
         row[1] += corrupted - start
         row[2] += saved - corrupted
-    return len(cells), times
+    return sum(row[0] for row in times.values()), times
 
 
 def _save_atomically(pixels: np.ndarray, target: Path, jpeg_quality: int | None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")  # hidden: ImageFolder never lists it
+    # hidden (ImageFolder never lists it), and this process's own: runs on one --out never share it
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     image = Image.fromarray(pixels)
-    if jpeg_quality:
-        image.save(temporary, format="JPEG", quality=jpeg_quality, optimize=True)
-    else:
-        image.save(temporary, format="PNG")
-    os.replace(temporary, target)
+    try:
+        if jpeg_quality:
+            image.save(temporary, format="JPEG", quality=jpeg_quality, optimize=True)
+        else:
+            image.save(temporary, format="PNG")
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from pcnets.data.corruptions import (
     resolve_severities,
 )
 from pcnets.data.imagenet_c_layout import is_image, to_tensor
+from pcnets.data.images import open_rgb
 from pcnets.errors import PcnetsError
 
 _LIST_AT_MOST = 20  # entries per kind of problem in check_tree's message
@@ -78,6 +79,21 @@ def _has_image(folder: Path) -> bool:
         return any(e.is_file() and is_image(e.name) for e in entries)
 
 
+def walk_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (itself may be a symlink), sorted. Symlinks to directories
+    inside it are not followed: one linking to a parent would walk in a loop forever, or count
+    another class's images as this one's."""
+    files, todo = [], [folder]
+    while todo:
+        with os.scandir(todo.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(Path(entry.path))
+                elif entry.is_file():
+                    files.append(Path(entry.path))
+    return sorted(files)
+
+
 def _short_list(items: Sequence[str]) -> str:
     more = f" (+{len(items) - _LIST_AT_MOST} more)" if len(items) > _LIST_AT_MOST else ""
     return ", ".join(items[:_LIST_AT_MOST]) + more
@@ -100,7 +116,7 @@ class ImageNetCFolder(ImageFolder):
         if not cell.is_dir():
             raise PcnetsError(f"ImageNet-C cell not found: {cell}; check corruptions.root")
         try:
-            super().__init__(str(cell), transform=transform or to_tensor)
+            super().__init__(str(cell), transform=transform or to_tensor, loader=open_rgb)
         except FileNotFoundError as err:
             raise PcnetsError(f"bad ImageNet-C cell {cell}: {err}") from None
         self.name, self.severity = name, int(severity)
@@ -111,3 +127,18 @@ class ImageNetCFolder(ImageFolder):
                 f"class folders of {cell} do not match the clean val classes (missing: "
                 f"{_short_list(missing) or 'none'}; extra: {_short_list(extra) or 'none'})"
             )
+
+    @staticmethod
+    def make_dataset(
+        directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False
+    ):
+        """(path, label) of every image in each class folder, found by walk_files (directory
+        symlinks inside a class folder are not followed: no loop)."""
+        samples = []
+        for wnid, label in sorted(class_to_idx.items()):
+            paths = walk_files(Path(directory) / wnid)
+            found = [(str(p), label) for p in paths if is_image(p.name)]
+            if not found and not allow_empty:
+                raise FileNotFoundError(f"no image in class folder {wnid}")
+            samples.extend(found)
+        return samples

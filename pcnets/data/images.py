@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from pcnets.errors import PcnetsError
@@ -29,16 +30,39 @@ class UnreadableImage(PcnetsError):
         super().__init__(message)
 
 
-def open_rgb(path: Path) -> Image.Image:
-    """The image at ``path`` as RGB, or UnreadableImage naming the file and what to do."""
+def open_rgb(path: str | Path) -> Image.Image:
+    """The image at ``path`` as 8-bit RGB (to_rgb), or UnreadableImage naming the file and what
+    to do."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(
             f"unreadable image {path} ({_reason(exc)}): list all with `pcnets data check --deep`, "
             "then remove them or set data.on_bad_image=skip"
         ) from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB. PIL's own conversion clips 16- and 32-bit images to white (a 16-bit
+    grayscale PNG) or black (floats): 16-bit values (modes I;16*, and I within 0..65535) are
+    scaled by 255/65535, floats within [0, 1] by 255; other ranges are a ValueError, since their
+    scale is unknown. Palette, LA, RGBA, CMYK, 1 and L convert as in torchvision's loader."""
+    if img.mode.startswith("I") or img.mode == "F":
+        pixels = np.asarray(img, dtype=np.float64)
+        low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+        if img.mode == "F" and 0 <= low and high <= 1:
+            scale = 255.0
+        elif img.mode != "F" and 0 <= low and high <= 65535:
+            scale = 255.0 / 65535.0
+        else:
+            raise ValueError(
+                f"{img.mode} image with values in [{low:g}, {high:g}] has no known scale; "
+                "convert it to 8-bit RGB"
+            )
+        gray = Image.fromarray(np.rint(pixels * scale).astype(np.uint8), mode="L")
+        return gray.convert("RGB")
+    return img.convert("RGB")
 
 
 def _reason(exc: Exception) -> str:

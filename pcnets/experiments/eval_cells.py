@@ -157,10 +157,8 @@ def loader_config(cfg: DictConfig, device: torch.device | None = None) -> DictCo
         batch = min(int(cfg.data.batch_size), CPU_BATCH) if cap else None
     if batch is None:
         return cfg.data
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise PcnetsError(
-            f"eval.batch_size must be a positive whole number, auto or null, got {batch!r}"
-        )
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise PcnetsError(f"eval.batch_size must be a whole number, auto or null, got {batch!r}")
     return OmegaConf.merge(cfg.data, {"batch_size": batch})
 
 

@@ -16,6 +16,7 @@ from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import ImageFiles, WithIndex, dataset_samples, effective_split, select_indices
 from pcnets.data.classes import class_labels
+from pcnets.data.datasets import readable
 from pcnets.data.imagenet_c import cell_dataset, check_config
 from pcnets.data.imagenet_c_tree import ImageNetCFolder
 from pcnets.errors import PcnetsError
@@ -113,4 +114,6 @@ def _folder_cell(
     split = effective_split(cfg.data, "val")
     limit = cfg.data.get("limit")
     order = select_indices(keys, labels, split, None if limit is None else int(limit))
-    return ImageFiles(root / name / str(severity), [items[i] for i in order], TF.to_tensor)
+    folder = root / name / str(severity)
+    chosen = readable(folder, [items[i] for i in order], cfg.data)  # data.on_bad_image
+    return ImageFiles(folder, chosen, TF.to_tensor)

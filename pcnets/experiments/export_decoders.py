@@ -11,15 +11,13 @@ them (decoder n predicts encoder n-1; pc1 predicts the image):
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from pcnets.errors import PcnetsError, suggest
-from pcnets.runtime.files import atomic_write
+from pcnets.runtime.files import atomic_save
 from pcnets.runtime.session import Result
 
 STYLES = ("pvgg16", "peffb0")
@@ -74,9 +72,7 @@ def export_decoders(
         )
     written = []
     for name, obj in files.items():
-        buffer = io.BytesIO()
-        torch.save(obj, buffer)
-        written.append(atomic_write(out / name, buffer.getvalue()))
+        written.append(atomic_save(out / name, obj))
     return written
 
 

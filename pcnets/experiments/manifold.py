@@ -108,8 +108,8 @@ def summarize(
 def _sigmas(value) -> list[float]:
     sigmas = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
     sigmas = [float(s) for s in sigmas]
-    if not sigmas or any(not s > 0 for s in sigmas):
-        raise PcnetsError(f"manifold.sigmas must be values > 0, got {sigmas}")
+    if not sigmas:  # bounds: pcnets.schema
+        raise PcnetsError("manifold.sigmas must list at least one sigma, e.g. [0.5, 1.0]")
     return sigmas
 
 
@@ -135,8 +135,6 @@ def manifold(
     mc = cfg.manifold
     sigmas = _sigmas(mc.sigmas)
     timesteps = int(mc.timesteps)
-    if timesteps < 0:
-        raise PcnetsError(f"manifold.timesteps must be >= 0, got {timesteps}")
     session, pnet = open_session("manifold", cfg, pnet, evaluates=str(mc.split))
     run = session.open_run_folder(run)
     names = list(pnet.encoder_names)

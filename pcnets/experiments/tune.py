@@ -4,9 +4,7 @@ are in pcnets.experiments.hyperparams, the table and figure in pcnets.reporting.
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from pcnets.progress import progress as bar_of
 from pcnets.reporting.tune import render
 from pcnets.runtime.devices import switch
 from pcnets.runtime.distributed import all_reduce_sum, rank, shard_indices, world_size
-from pcnets.runtime.files import atomic_write
+from pcnets.runtime.files import atomic_save
 from pcnets.runtime.loading import num_workers
 from pcnets.runtime.runs import Run, cell_key
 from pcnets.runtime.session import Result
@@ -51,8 +49,8 @@ class TuneResult(Result):
 def _sigmas(value) -> list[float]:
     sigmas = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
     sigmas = [float(s) for s in sigmas]
-    if not sigmas or any(s < 0 or not math.isfinite(s) for s in sigmas):
-        raise PcnetsError(f"tune.sigmas must be finite values >= 0, got {sigmas}")
+    if not sigmas:  # bounds: pcnets.schema
+        raise PcnetsError("tune.sigmas must list at least one sigma, e.g. [0, 0.5]")
     return sigmas
 
 
@@ -94,7 +92,7 @@ def tune(
     kind = check_objective(str(tc.objective))
     sigmas = _sigmas(tc.sigmas)
     timesteps = tune_timesteps(cfg)
-    steps, save_every, batch = int(tc.steps), max(1, int(tc.save_every)), int(tc.batch_size)
+    steps, save_every, batch = int(tc.steps), int(tc.save_every), int(tc.batch_size)
     session, pnet = open_session("tune", cfg, pnet, evaluates=None)  # training images
     world = world_size()
     if batch < world:
@@ -174,9 +172,7 @@ def tune(
 def _save_state(path: Path, params: HyperParams, optim, step: int, initial: dict) -> None:
     """The values and Adam's moments after ``step`` steps, written atomically (the resume point)."""
     state = {"params": params.state_dict(), "optim": optim.state_dict()}
-    buffer = io.BytesIO()
-    torch.save({**state, "step": step, "initial": initial}, buffer)
-    atomic_write(path, buffer.getvalue())
+    atomic_save(path, {**state, "step": step, "initial": initial})
 
 
 def loss_summary(metrics: pd.DataFrame) -> tuple[float | None, float | None, dict]:

@@ -14,7 +14,8 @@ CELLS = "cells.jsonl"
 
 
 def read_cells(log: Path) -> dict[str, list[dict]]:
-    """{cell key: rows} of every whole line; a torn or garbled line is removed from the file."""
+    """{cell key: rows} of every whole line; a torn, garbled or malformed line (rows that are
+    not a list of tables) is removed from the file, and its cell redone."""
     cells: dict[str, list[dict]] = {}
     if not log.exists():
         return cells
@@ -23,9 +24,14 @@ def read_cells(log: Path) -> dict[str, list[dict]]:
     for line in text.splitlines():
         try:
             entry = json.loads(line)
-            cells[entry["cell"]] = entry["rows"]
+            key, rows = entry["cell"], entry["rows"]
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
+        if not (isinstance(key, str) and isinstance(rows, list)):
+            continue  # a malformed cell is dropped and redone
+        if not all(isinstance(r, dict) for r in rows):
+            continue
+        cells[key] = rows
         good.append(line)
     repaired = "".join(f"{line}\n" for line in good)
     if repaired != text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -62,3 +63,25 @@ def environment() -> dict:
         "git": git_revision(),
         "argv": sys.argv,
     }
+
+
+def earlier_sessions(path: Path) -> list[dict]:
+    """The sessions recorded by earlier invocations of this run (a resumed run adds one). The
+    caller holds the folder's lock, so a session still "running" was killed (kill -9, power loss)
+    before it could say so: it becomes "killed"."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    sessions = old.get("sessions")
+    if isinstance(sessions, list) and all(isinstance(s, dict) for s in sessions) and sessions:
+        return [{**s, "status": "killed"} if s.get("status") == "running" else s for s in sessions]
+    return [
+        {
+            "started": old.get("started"),
+            "seconds": old.get("seconds", 0),
+            "status": "killed" if old.get("status") == "running" else old.get("status"),
+        }
+    ]

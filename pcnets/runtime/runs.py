@@ -31,7 +31,7 @@ from pcnets.runtime import failures, locks
 from pcnets.runtime.cells import CELLS, append_cell, read_cells
 from pcnets.runtime.distributed import is_main
 from pcnets.runtime.files import atomic_write
-from pcnets.runtime.provenance import environment
+from pcnets.runtime.provenance import earlier_sessions, environment
 from pcnets.schema import GROUPS
 
 RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
@@ -69,6 +69,7 @@ class Run:
         self._cells: dict[str, list[dict]] = {}
         self._started = time.time()
         self._earlier: list[dict] = []
+        self._environment: dict | None = None
         if self.writer:
             self._open()
 
@@ -78,17 +79,14 @@ class Run:
         self._make_folder()
         locks.acquire(self.path)
         cfg_file = self.path / "config.yaml"
-        text = OmegaConf.to_yaml(self.cfg, resolve=True)
-        if cfg_file.exists():
-            old = OmegaConf.load(cfg_file)
-            if run_hash(self.command, old) != self.hash:
-                raise PcnetsError(
-                    f"{self.path} holds a run of another config; choose another --out or delete it"
-                )
-        else:
-            atomic_write(cfg_file, text)
         self._cells = read_cells(self.path / CELLS)
-        self._earlier = _earlier_sessions(self.path / "provenance.json")
+        _check_same_config(self.path, self.hash, _hash_of(self.command, cfg_file), self._cells)
+        if not cfg_file.exists():
+            atomic_write(cfg_file, OmegaConf.to_yaml(self.cfg, resolve=True))
+        if self._cells and not (self.path / "metrics.csv").is_file():  # rebuilt from the log
+            atomic_write(self.path / "metrics.csv", self.metrics().to_csv(index=False))
+        self._earlier = earlier_sessions(self.path / "provenance.json")
+        self._environment = environment()
         self.provenance(status="running")
         failures.track(self)
 
@@ -119,10 +117,10 @@ class Run:
             "config_hash": self.hash,
             "status": status,
             "started": sessions[0]["started"],
-            "seconds": round(sum(s["seconds"] for s in sessions), 1),  # over every session
+            "seconds": round(sum(s.get("seconds") or 0 for s in sessions), 1),  # over every session
             "sessions": sessions,
             "cells_done": len(self._cells),
-            "environment": environment(),
+            "environment": self._environment,
             **extra,
         }
         skipped = skipped_images()
@@ -157,6 +155,7 @@ class Run:
             return
         append_cell(self.path / CELLS, key, rows)
         atomic_write(self.path / "metrics.csv", self.metrics().to_csv(index=False))
+        self.provenance(status="running")  # the session's seconds so far, should it be killed
 
     def metrics(self) -> pd.DataFrame:
         """All finished rows, in the order their cells finished."""
@@ -186,16 +185,34 @@ class Run:
                 locks.release(self.path)
 
 
-def _earlier_sessions(path: Path) -> list[dict]:
-    """The sessions recorded by earlier invocations of this run (a resumed run adds one)."""
+def _check_same_config(path: Path, run_hash: str, saved: str | None, cells: dict) -> None:
+    """A folder's cells are reused only by the config that made them: its config.yaml (hash
+    ``saved``) and every row's run_id must be this run's, else one line saying what to do."""
+    if (path / "config.yaml").exists():
+        if saved != run_hash:
+            raise PcnetsError(
+                f"{path} holds a run of another config; choose another --out or delete it"
+            )
+    elif cells:
+        raise PcnetsError(
+            f"{path} has finished cells but no config.yaml, so the config that made "
+            f"them is unknown and none is reused: delete {path / CELLS} to start over, "
+            "or choose another --out"
+        )
+    others = {r.get("run_id") for rows in cells.values() for r in rows} - {
+        None,
+        run_hash,
+    }
+    if others:
+        raise PcnetsError(
+            f"{path / CELLS} holds cells of another config (run_id {sorted(others)[0]}): "
+            "choose another --out, or delete the folder to start over"
+        )
+
+
+def _hash_of(command: str, cfg_file: Path) -> str | None:
+    """The run hash of a folder's config.yaml (None when the file cannot be read as a config)."""
     try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    return old.get("sessions") or [
-        {
-            "started": old.get("started"),
-            "seconds": old.get("seconds", 0),
-            "status": old.get("status"),
-        }
-    ]
+        return run_hash(command, OmegaConf.load(cfg_file))
+    except Exception:  # a damaged config.yaml: the folder's config is unknown
+        return None

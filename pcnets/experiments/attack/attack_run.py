@@ -5,6 +5,7 @@ through the one runtime Session. A failed check makes the run "suspect"."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -88,6 +89,8 @@ def run(
     if spec.targeted:
         target_labels(torch.zeros(1, dtype=torch.long), num_classes, spec.target_offset)
     selection = shared_selection(folder, pnet, dataset, spec, device, show)
+    if show and len(selection.indices) < spec.num_images:
+        print(few_images_line(spec, selection), file=sys.stderr)
 
     def targets_of(labels: Tensor) -> Tensor | None:
         return target_labels(labels, num_classes, spec.target_offset) if spec.targeted else None
@@ -192,3 +195,13 @@ def _model_checks(folder, pnet, dataset, selection, spec, factory, device, targe
     if folder.writer:
         atomic_write(path, json.dumps([asdict(c) for c in checks], indent=1))
     return checks
+
+
+def few_images_line(spec: AttackSpec, selection: Selection) -> str:
+    """The warning when fewer images qualify than attack.num_images asks for."""
+    which = "classified correctly at every timestep" if spec.select == "correct" else "available"
+    return (
+        f"warning: attack.num_images={spec.num_images}, but only {len(selection.indices)} of "
+        f"{selection.examined} images are {which}: the attack runs on "
+        f"{len(selection.indices)} (raise data.limit for more)"
+    )

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pcnets.core.files import load_data_file
+from pcnets.core.files import atomic_save, load_data_file
 from pcnets.core.pnet import PredictiveNet
 from pcnets.errors import PcnetsError
 from pcnets.runtime.distributed import active, all_reduce_sum, is_main
@@ -124,10 +124,8 @@ def broadcast(obj):
 
 
 def write_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename: an interruption never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    """Saved atomically: an interruption never leaves half a file, a full disk no temp file."""
+    atomic_save(path, state)
 
 
 def training_state(tr, epoch: int, step: int, partial: tuple) -> dict:

@@ -35,11 +35,6 @@ def check_recipe(tcfg: DictConfig) -> None:
             "train.solver=lstsq makes one pass over fixed features; use train.augment=none "
             "with it, or train.solver=sgd to train on augmented images"
         )
-    if int(tcfg.epochs) < 1:
-        raise PcnetsError(f"train.epochs must be >= 1, got {tcfg.epochs}")
-    patience = tcfg.get("patience")
-    if patience is not None and (isinstance(patience, bool) or int(patience) < 1):
-        raise PcnetsError(f"train.patience must be null or >= 1 epochs, got {patience!r}")
 
 
 def run_config(cfg: DictConfig) -> DictConfig:
@@ -96,7 +91,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, tcfg: DictConfig) -> objec
 
 def global_batch(cfg: DictConfig) -> int:
     """train.batch_size, or data.batch_size when it is null: the batch of all processes together."""
-    value = cfg.train.get("batch_size") or cfg.data.get("batch_size") or 64
-    if isinstance(value, bool) or int(value) < 1:
-        raise PcnetsError(f"train.batch_size must be a positive whole number, got {value!r}")
-    return int(value)
+    value = cfg.train.get("batch_size")  # bounds: pcnets.schema
+    return int(cfg.data.batch_size if value is None else value)
