@@ -53,8 +53,8 @@ def load_into(decoders: nn.Module, path: str | Path, name: str, encoders: Sequen
 
 
 class DecoderFiles:
-    """The decoder-file methods of a PredictiveNet (a mixin: the net gives name, encoder_names, shapes,
-    set_decoders, decoders, decoders_trained_on and decoders_changed)."""
+    """The decoder-file methods of a PredictiveNet (a mixin: the net gives name,
+    encoder_names, shapes, set_decoders, decoders, decoders_trained_on and decoders_changed)."""
 
     def decoder_checkpoint(self, **meta) -> dict:
         """The dict a decoder file holds: format, backbone, encoders, decoder weights, ``meta``."""
