@@ -148,8 +148,11 @@ def launch(
     """Run the command once, sweep it (-m: one job per combination, through Hydra's launchers),
     or print its config (--cfg). ``run`` must be a module-level function (a sweep's jobs may run
     in other processes); ``show_result`` prints what it returned."""
+    from pcnets.loggers import Logged
+
     how = _INVOCATION.get() or Invocation("config")
     show_result = show_result or print_summary
+    run = Logged(run)  # the experiment loggers (logger=...), after each run or sweep job
     if not how.multirun:
         show_result(run(compose_cli(overrides, **first_class)))
         return
