@@ -1,4 +1,4 @@
-"""One small eval-noise sweep (two jobs, seed=0,1) run through Hydra's multirun with every
+"""A small eval-noise sweep (two jobs, seed=0,1) run through Hydra's multirun with every
 logger at once, exactly as `pcnets eval-noise -m ... logger.backends=[...]` runs it (the command's
 run function wrapped by pcnets.loggers.Logged); each test reads one library's files back."""
 
@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 from torch import nn
 
@@ -75,13 +74,22 @@ def run_sweep(folder: Path, *extra: str):
         root.setLevel(level)
 
 
-@pytest.fixture(scope="package")
-def sweep(tmp_path_factory) -> Path:
+def logged_sweep(tmp_path_factory) -> Path:
     """<tmp>/sw: jobs 0 and 1, logged to csv, TensorBoard, MLflow (SQLite) and W&B (offline)."""
     folder = tmp_path_factory.mktemp("loggers") / "sw"
     done = run_sweep(folder, ALL)
     assert not done.failed and len(done.jobs) == 2
     return folder
+
+
+def logger_settings(**settings):
+    """A config holding only what the loggers read (logger.*), as a composed one would."""
+    from omegaconf import OmegaConf
+
+    from pcnets.config import compose
+
+    base = OmegaConf.to_container(compose([], "eval-noise").logger)
+    return OmegaConf.create({"logger": {**base, **settings}})
 
 
 def summary_values(job: Path, metric: str = "accuracy") -> dict[tuple[str, int], float]:
