@@ -37,7 +37,7 @@ def model_info(run_path: str | Path, name: str | None = None) -> dict:
     run = load_run(run_path)
     if run.command != "eval-corruptions":
         raise PcnetsError(
-            f"{run.path} holds a {run.command} run; `pcnets export robustbench` writes "
+            f"{run.path} holds a `{run.command}` run; `pcnets export robustbench` writes "
             "eval-corruptions runs (RobustBench's Lp boards exclude models with an inference-time "
             "optimisation loop such as the PC dynamics)"
         )
