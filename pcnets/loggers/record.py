@@ -158,7 +158,8 @@ def epoch_points(rows: pd.DataFrame) -> list[Point]:
 
 
 def _wide_points(frame: pd.DataFrame, step: str | None) -> list[Point]:
-    names = [c for c in frame.columns if frame[c].dtype == object and c != step]
+    text = pd.api.types.is_string_dtype
+    names = [c for c in frame.columns if c != step and (text(frame[c]) or frame[c].dtype == object)]
     values = [
         c for c in frame.columns if c not in names and c != step and frame[c].dtype.kind == "f"
     ]
