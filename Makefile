@@ -13,11 +13,12 @@ export PCNETS_DATA_DIR
 .PHONY: setup test test-slow lint demo reproduce-pvgg16 reproduce-peffb0 clean-venv
 
 # The tested versions come from constraints.txt; torchattacks goes in without its declared
-# dependencies (a 2020 pin of requests that it never imports; docs/dependencies.md).
+# dependencies (a 2020 pin of requests that it never imports; docs/dependencies.md), robustbench
+# too (a pin of timm==1.0.9; docs/ecosystem.md). The test extra: the loggers and tools' tests.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	$(PY) -m pip install -q -c constraints.txt --no-deps torchattacks
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,test]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps torchattacks robustbench
 	touch $@
 
 setup: $(VENV)/.installed

@@ -35,6 +35,7 @@ class Root:
     attack: Any = None
     tune: Any = None
     manifold: Any = None
+    logger: Any = None
 
 
 @dataclass
@@ -197,6 +198,18 @@ class Manifold:
     level: float = bounded(0.95, "(0, 1)")
 
 
+@dataclass
+class Logger:
+    """Experiment loggers (pcnets.loggers): which, and where a run or a sweep goes."""
+
+    backends: list[str] = field(default_factory=list)  # csv, tensorboard, mlflow, wandb
+    project: str = "pcnets"
+    group: str | None = None
+    save_dir: str | None = None
+    tracking_uri: str | None = None
+    wandb_mode: str = "offline"
+
+
 GROUPS: dict[str, type] = {
     "backbone": Backbone,
     "pc": Pc,
@@ -207,4 +220,5 @@ GROUPS: dict[str, type] = {
     "attack": Attack,
     "tune": Tune,
     "manifold": Manifold,
+    "logger": Logger,
 }

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
 from torch import nn
 
 import pcnets

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "evaluate",
     "attack",
     "analysis",
+    "export",
     "bench",
     "plain",  # last: a plain command for each command spec without its own
 ]

@@ -56,9 +56,21 @@ def report(
     strict: bool = typer.Option(
         False, "--strict", help="Stop at a broken run folder instead of skipping it."
     ),
+    export: Path | None = typer.Option(
+        None, "--export", help="Also write every run's rows with its config (FILE.csv|.parquet)."
+    ),
+    summary: bool = typer.Option(
+        False, "--summary", help="--export writes the summary.csv rows instead of metrics.csv's."
+    ),
 ) -> None:
     """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
     from pcnets.reporting.report import write_report
 
     path, runs = write_report(paths, out, copy_figures, render, strict)
     echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")
+    if export is not None:
+        from pcnets.results import export as write_table
+        from pcnets.results import load
+
+        frame = load([run.path for run in runs], summary=summary)
+        echo(f"wrote {write_table(frame, export)} ({len(frame)} rows, {frame.shape[1]} columns)")

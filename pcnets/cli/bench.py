@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
@@ -38,13 +39,22 @@ def bench(
     accuracy: bool = typer.Option(
         False, "--accuracy", help="Also top-1 per timestep on the data config, fp32 vs fast."
     ),
+    bf16: bool = typer.Option(
+        False,
+        "--bf16",
+        help="fp32 against bf16 autocast: the fast modes timed in both, top-1 per timestep "
+        "compared (its difference and agreement); changes no default.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run folder; default under results/."),
     overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Image-timesteps per second, peak memory and speed ratios of the dynamics (bench.csv)."""
     from dataclasses import replace
 
+    from omegaconf import open_dict
+
     from pcnets.experiments.bench import BenchSpec, bench_config, check_modes, default_modes, run
+    from pcnets.loggers import Logged
     from pcnets.runtime.numerics import numerics
 
     if batch != "auto" and not batch.isdigit():
@@ -54,6 +64,8 @@ def bench(
     if compile_:
         num = replace(num, compile=True)
     chosen = check_modes(modes.split(",")) if modes else default_modes(num.device, fast, compile_)
+    if bf16 and not modes:  # the run's own numerics, in fp32 and in bf16
+        chosen = ["feedforward_fast", "engine_fast"]
     spec = BenchSpec(
         batch=int(batch) if batch != "auto" else 0,
         size=size,
@@ -62,7 +74,14 @@ def bench(
         modes=chosen,
         seed=int(cfg.seed),
     )
-    cfg = bench_config(cfg, spec, batch, pretrained if pretrained is not None else accuracy)
-    result = run(cfg, spec, num, batch_auto=batch == "auto", accuracy=accuracy)
+    weights = pretrained if pretrained is not None else (accuracy or bf16)
+    cfg = bench_config(cfg, spec, batch, weights)
+    if bf16:  # its own run folder (the hash), beside the plain bench's
+        with open_dict(cfg):
+            cfg.bench.bf16 = True
+    run_bench = functools.partial(
+        run, spec=spec, num=num, batch_auto=batch == "auto", accuracy=accuracy, bf16=bf16
+    )
+    result = Logged(run_bench)(cfg)  # the experiment loggers (logger=...), as other commands
     for line in result.summary:
         echo(line)

@@ -156,7 +156,10 @@ def launch(
     returned."""
     how = _INVOCATION.get() or Invocation("", "config")
     run = run or COMMANDS[how.name].load("run")
+    from pcnets.loggers import Logged
+
     show_result = show_result or print_summary
+    run = Logged(run)  # the experiment loggers (logger=...), after each run or sweep job
     if not how.multirun:
         show_result(run(compose_cli(overrides, **first_class)))
         return

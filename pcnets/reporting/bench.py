@@ -70,18 +70,21 @@ def _peak_line(rows: list[dict]) -> str:
 def accuracy_table(
     rows: list[dict], totals: list[dict], nums, backbone: str, timesteps: int
 ) -> str:
-    """Top-1 per timestep under each numerics, agreement with the first, and loading times."""
+    """Top-1 per timestep under each numerics (%), the difference from the first (pp), the
+    agreement of top-1 predictions with the first, and loading times."""
+    first = nums[0].label
     lines = [
         f"top-1 per timestep, {backbone}, {totals[0]['n']} images, T = {timesteps}\n",
-        "| t | " + " | ".join(n.label for n in nums) + f" | agreement with {nums[0].label} |",
-        "|---" * (len(nums) + 2) + "|",
+        "| t | " + " | ".join(n.label for n in nums) + f" | difference from {first} (pp) "
+        f"| agreement with {first} |",
+        "|---" * (len(nums) + 3) + "|",
     ]
     for t in range(timesteps + 1):
         at_t = [r for r in rows if r["t"] == t]
-        agree = ", ".join(f"{r['agreement_with_' + nums[0].label]:.4f}" for r in at_t[1:])
-        lines.append(
-            f"| {t} | " + " | ".join(f"{100 * r['top1']:.2f}" for r in at_t) + f" | {agree} |"
-        )
+        diff = ", ".join(f"{100 * (r['top1'] - at_t[0]['top1']):+.2f}" for r in at_t[1:])
+        agree = ", ".join(f"{r['agreement_with_' + first]:.4f}" for r in at_t[1:])
+        top = " | ".join(f"{100 * r['top1']:.2f}" for r in at_t)
+        lines.append(f"| {t} | {top} | {diff} | {agree} |")
     lines.append("")
     lines.append("| numerics | seconds | images/s | waiting for data |")
     lines.append("|---|---|---|---|")

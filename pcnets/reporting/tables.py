@@ -3,7 +3,8 @@ derived number a run's table.md shows (so that nothing a table shows exists only
 
 summary.csv has one row per number: metric, condition, sigma, corruption, encoder, timestep,
 value, low, high, n, unit (blank where a column does not apply; low/high blank without an
-interval). `pcnets report` takes its numbers from it.
+interval), after the run's labels run_id, backbone, decoders (as in metrics.csv). `pcnets report`
+takes its numbers from it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pcnets.runtime.files import atomic_write
+from pcnets.runtime.runs import with_labels
 
 SUMMARY = "summary.csv"
 SUMMARY_COLUMNS = (
@@ -75,6 +77,7 @@ def write_summary(path: str | Path, rows: Sequence[dict]) -> Path:
     frame = pd.DataFrame(list(rows), columns=list(SUMMARY_COLUMNS))
     for column in ("encoder", "timestep", "n"):  # whole numbers, blank where they do not apply
         frame[column] = pd.array(frame[column], dtype="Int64")
+    frame = with_labels(path, frame)  # run_id, backbone, decoders first, as in metrics.csv
     return atomic_write(Path(path) / SUMMARY, frame.to_csv(index=False))
 
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from pcnets.reporting.figures import save_figure
 from pcnets.reporting.tables import markdown_table
 from pcnets.runtime.files import atomic_write
+from pcnets.runtime.runs import with_labels
 
 
 def summarize(metrics: pd.DataFrame, best_epoch: int) -> pd.DataFrame:
@@ -126,7 +127,7 @@ def write_outputs(run: Path) -> pd.DataFrame:
     prov = json.loads((run / "provenance.json").read_text())
     cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
     summary = summarize(metrics, int(prov.get("best_epoch", metrics["epoch"].max())))
-    atomic_write(run / "summary.csv", summary.to_csv(index=False))
+    atomic_write(run / "summary.csv", with_labels(run, summary).to_csv(index=False))
     atomic_write(run / "table.md", table_markdown(summary, prov, cfg))
     name = cfg.get("backbone", {}).get("name")
     plot_curves(metrics, run / "curves.png", f"Feedback training of {name}")

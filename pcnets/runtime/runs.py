@@ -35,8 +35,8 @@ from pcnets.runtime.provenance import earlier_sessions, environment
 from pcnets.schema import GROUPS
 
 RESULTS = Path(os.environ.get("PCNETS_RESULTS", "results"))
-# Keys that change where or how fast a run goes, not what it computes.
-NOT_HASHED = ("out", "device", "compile", "fold_bn", "fast_kernels")
+# Keys that change where or how fast a run goes, or where it is logged, not what it computes.
+NOT_HASHED = ("out", "device", "compile", "fold_bn", "fast_kernels", "logger")
 
 
 def run_hash(command: str, cfg: DictConfig) -> str:
@@ -48,6 +48,34 @@ def run_hash(command: str, cfg: DictConfig) -> str:
     groups = set(root_groups(command))
     keep = {k: cfg.get(k) for k in cfg if k not in NOT_HASHED and (k in groups or k not in GROUPS)}
     return config_hash(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep))))
+
+
+def run_labels(cfg: DictConfig, run_id: str) -> dict:
+    """What made a run's rows, put in front of every row of its metrics.csv and summary.csv:
+    concatenated files of many runs (a sweep) still say which run, backbone and decoder file
+    each row is from."""
+    pc = cfg.get("pc") or {}
+    return {
+        "run_id": run_id,
+        "backbone": str(cfg.backbone.name) if "backbone" in cfg else "",
+        "decoders": str(pc.get("decoders") or "untrained"),
+    }
+
+
+def with_labels(path: str | Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the run folder's labels (run_labels, from its config.yaml and the config
+    hash in provenance.json) as its first columns; unchanged when the folder has no config."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        return frame
+    cfg = OmegaConf.load(path / "config.yaml")
+    try:
+        run_id = json.loads((path / "provenance.json").read_text())["config_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        run_id = path.name
+    labels = run_labels(cfg, str(run_id))
+    rest = frame.drop(columns=[c for c in labels if c in frame.columns])
+    return pd.concat([pd.DataFrame({k: [v] * len(rest) for k, v in labels.items()}), rest], axis=1)
 
 
 def cell_key(**parts) -> str:
@@ -137,14 +165,8 @@ class Run:
         return self._cells[key]
 
     def labels(self) -> dict:
-        """What made this run's rows, put in front of every row: concatenated metrics.csv files
-        of many runs (a sweep) still say which run, backbone and decoder file each row is from."""
-        pc = self.cfg.get("pc") or {}
-        return {
-            "run_id": self.hash,
-            "backbone": str(self.cfg.backbone.name) if "backbone" in self.cfg else "",
-            "decoders": str(pc.get("decoders") or "untrained"),
-        }
+        """What made this run's rows, put in front of every row (run_labels)."""
+        return run_labels(self.cfg, self.hash)
 
     def record(self, key: str, rows: Iterable[dict]) -> None:
         """Save a finished cell: appended and fsynced, then metrics.csv is rewritten. Every row

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 
 from pcnets.backbones import load_hyper
 from pcnets.errors import PcnetsError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import data_dir
+from helpers import data_dir
 from typer.testing import CliRunner
 
 from pcnets.cli import app

@@ -10,7 +10,7 @@ import os
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 from typer.testing import CliRunner
 
 from pcnets.cli import app

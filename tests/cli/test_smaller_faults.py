@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from pcnets.experiments.attack.run import few_images_line
 
 from pcnets.config import compose

@@ -57,7 +57,7 @@ def test_calling_the_net_is_refused_with_a_pointer_to_classifier(lite0):
 
 
 def test_one_run_at_a_time_and_the_slot_is_empty_after_it(tmp_path):
-    from conftest import tiny_pnet
+    from helpers import tiny_pnet
 
     pnet = tiny_pnet()
     x = torch.rand(1, 3, 8, 8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 
 from pcnets.core.reference import reference_run
 from pcnets.errors import PcnetsError

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_pnet
+from helpers import tiny_pnet
 
 from pcnets.config import compose
 from pcnets.experiments.train.checkpoint import rng_state, set_rng_state

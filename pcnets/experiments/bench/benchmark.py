@@ -93,25 +93,37 @@ def bench(
     return add_arithmetic(rows, flops, peak, num)
 
 
+def bf16_pair(num: Numerics) -> list[Numerics]:
+    """The run's numerics in fp32 and with bf16 autocast, all else the same (``--bf16``)."""
+    return [replace(num, amp=False), replace(num, amp=True)]
+
+
 def run(
     cfg: DictConfig,
     spec: BenchSpec,
     num: Numerics,
     batch_auto: bool = False,
     accuracy: bool = False,
+    bf16: bool = False,
 ) -> Result:
     """Time the modes of ``spec`` (and with ``accuracy`` compare top-1 per timestep, fp32 against
-    ``num``) in the session's run folder; the tables and figure come from pcnets.reporting.bench."""
+    ``num``) in the session's run folder; the tables and figure come from pcnets.reporting.bench.
+    With ``bf16`` the fast modes run twice, fp32 and bf16 autocast (the run's other switches
+    kept), and top-1 per timestep is compared between those two."""
     session = Session.start("bench", cfg)
     folder = session.run_folder
-    rows = bench(cfg, spec, num, batch_auto=batch_auto)
+    if bf16:
+        pair = bf16_pair(num)
+        rows = [row for n in pair for row in bench(cfg, spec, n, batch_auto=batch_auto)]
+    else:
+        rows = bench(cfg, spec, num, batch_auto=batch_auto)
     folder.record(cell_key(part="speed", batch=spec.batch), rows)
     folder.write_text("bench.csv", pd.DataFrame(rows).to_csv(index=False))
     if is_main():
         save_figure(rows, folder.path / "bench.png")
     text = format_table(rows)
-    if accuracy:
-        nums = [Numerics(num.device), num]
+    if accuracy or bf16:
+        nums = bf16_pair(num) if bf16 else [Numerics(num.device), num]
         acc_rows, totals = compare_accuracy(cfg, num.device, spec.timesteps, nums, progress=True)
         folder.record(cell_key(part="accuracy"), acc_rows)
         folder.write_text("accuracy.csv", pd.DataFrame(acc_rows).to_csv(index=False))

@@ -28,6 +28,7 @@ from pcnets.experiments.train.checkpoint import (
 from pcnets.experiments.train.data import Features, epoch_order
 from pcnets.experiments.train.quality import DecoderStack, decoder_errors, validate
 from pcnets.experiments.train.recipe import build_optimizer, build_scheduler
+from pcnets.loggers import log_epoch
 from pcnets.progress import progress
 from pcnets.runtime.distributed import all_reduce_sum, barrier, is_main, world_size
 from pcnets.runtime.runs import cell_key
@@ -130,6 +131,7 @@ class Training:
             self.timing[epoch] = timing
         self.save(epoch, 0, (self.zeros(), 0))
         self.session.run_folder.record(cell_key(epoch=epoch), rows)
+        log_epoch(self.session.cfg, self.session.path, rows)  # experiment loggers, if any
 
     def stopped_early(self) -> bool:
         """train.patience epochs without a better held-out loss than the best epoch's."""

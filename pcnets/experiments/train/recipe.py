@@ -44,7 +44,7 @@ def run_config(cfg: DictConfig) -> DictConfig:
     """
     keep = {k: cfg.get(k) for k in ("backbone", "data", "train", "seed", "amp", "channels_last")}
     keep["pc"] = {"decoders": cfg.pc.get("decoders") if "pc" in cfg else None}
-    keep.update(device=cfg.get("device"), out=cfg.get("out"))
+    keep.update(device=cfg.get("device"), out=cfg.get("out"), logger=cfg.get("logger"))
     # the frozen backbone stays bit for bit the caller's (folding BatchNorm rewrites its weights)
     keep["fold_bn"] = False
     return OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep), resolve=True))
