@@ -145,3 +145,11 @@ def paired_test(first, second) -> dict:
     b, c = discordant(first, second)
     n = int(np.asarray(first).shape[0])
     return {"b": b, "c": c, "p_value": mcnemar_p(b, c), "mde": paired_mde(b, c, n)}
+
+
+def changes_from_first(correct) -> tuple[np.ndarray, np.ndarray]:
+    """(McNemar p-values, MDEs as fractions) of every column of per-image correctness
+    (image, timestep) against its first column: the change from t = 0 at each timestep."""
+    x = np.asarray(correct, dtype=bool)
+    tests = [paired_test(x[:, 0], x[:, t]) for t in range(x.shape[1])]
+    return np.array([r["p_value"] for r in tests]), np.array([r["mde"] for r in tests])

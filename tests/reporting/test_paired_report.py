@@ -1,0 +1,70 @@
+"""summary.csv's p_value, p_adjusted and mde columns of an eval-noise run made by hand: they are
+McNemar's and Holm's numbers of the per-image files, and the table says them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pcnets.config import compose
+from pcnets.intervals import holm, mcnemar_p
+from pcnets.reporting import noise
+from pcnets.reporting.tables import read_summary
+from pcnets.runtime.cell_images import IMAGES, save_cell_images
+from pcnets.runtime.runs import Run, cell_key
+
+T = 2
+
+
+def _cell(run: Run, sigma: float, correct: np.ndarray) -> None:
+    keys = [f"n0/{i:03d}.JPEG" for i in range(len(correct))]
+    labels = np.arange(len(correct)) % 5
+    predictions = np.where(correct, labels[:, None], (labels[:, None] + 1) % 5)
+    save_cell_images(run.path / IMAGES / noise.noise_file(sigma), keys, labels, predictions)
+    rows = [
+        {"sigma": sigma, "timestep": t, "correct": int(c), "total": len(correct)}
+        for t, c in enumerate(correct.sum(axis=0))
+    ]
+    run.record(cell_key(sigma=sigma), rows)
+
+
+def _column(first: int, lost: int, gained: int, n: int) -> np.ndarray:
+    """Correctness (n, T+1): ``first`` right at t=0; at t>=1 ``lost`` of them wrong and ``gained``
+    of the wrong ones right."""
+    x = np.zeros((n, T + 1), bool)
+    x[:first, 0] = True
+    x[:, 1:] = x[:, :1]
+    x[:lost, 1:] = False
+    x[first : first + gained, 1:] = True
+    return x
+
+
+def test_noise_summary_has_mcnemar_holm_and_mde(tmp_path):
+    cfg = compose(["data.limit=5", "eval.bootstrap=50", f"pc.timesteps={T}"])
+    run = Run("eval-noise", cfg, out=tmp_path / "run")
+    n = 100
+    cells = {0.0: (60, 10, 1), 0.5: (40, 3, 3)}  # clean: 10 lost, 1 gained; sigma 0.5: 3 and 3
+    for sigma, (first, lost, gained) in cells.items():
+        _cell(run, sigma, _column(first, lost, gained, n))
+    noise.render(run.path)
+    run.finish()
+    summary = read_summary(run.path)
+    change = summary[(summary["metric"] == "change_from_t0") & (summary["timestep"] == T)]
+    change = change.set_index("sigma")
+    p_clean, p_noise = mcnemar_p(10, 1), mcnemar_p(3, 3)
+    assert change.loc[0.0, "p_value"] == pytest.approx(p_clean)  # 2 * 12 / 2048
+    assert p_clean == pytest.approx(0.01171875)
+    assert change.loc[0.5, "p_value"] == pytest.approx(1.0)
+    np.testing.assert_allclose(change["p_adjusted"], holm([p_clean, p_noise]))
+    assert change.loc[0.0, "p_adjusted"] == pytest.approx(2 * p_clean)
+    # 11 discordant of 100 -> 2.8016 * sqrt(0.11 / 100) in points
+    assert change.loc[0.0, "mde"] == pytest.approx(100 * 2.801585 * np.sqrt(0.0011), rel=1e-5)
+    # t=0 against itself: p = 1, no adjusted p (outside the family)
+    first = summary[(summary["metric"] == "change_from_t0") & (summary["timestep"] == 0)]
+    assert (first["p_value"] == 1.0).all() and first["p_adjusted"].isna().all()
+    assert summary[summary["metric"] == "accuracy"]["p_value"].isna().all()
+    table = (run.path / "table.md").read_text()
+    assert f"{p_clean:.3g} ({2 * p_clean:.3g})" in table
+    columns = list(pd.read_csv(run.path / "summary.csv").columns)
+    assert {"p_value", "p_adjusted", "mde"} <= set(columns)
