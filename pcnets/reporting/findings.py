@@ -26,6 +26,24 @@ def verdict(low: float, high: float, better: str = "higher") -> str:
     return "no change the interval can tell from 0"
 
 
+def decision(row, better: str = "higher", unit: str = "pp") -> str:
+    """The verdict of a paired change from its summary.csv row: decided only when its
+    Holm-adjusted McNemar p is below 0.05; otherwise what size of change it rules out (its MDE at
+    80 % power). A row without p-values (a run made before they existed) falls back to
+    ``verdict`` of its interval."""
+    p_adj = row.get("p_adjusted")
+    if p_adj is None or pd.isna(p_adj):
+        return verdict(row["low"], row["high"], better)
+    worse = "lower" if better == "higher" else "higher"
+    if p_adj < 0.05:
+        word = better if row["value"] > 0 else worse
+        return f"decided: {word} (McNemar p {row['p_value']:.2g}, Holm {p_adj:.2g})"
+    return (
+        f"not decided (McNemar p {row['p_value']:.2g}, Holm {p_adj:.2g}); a change of "
+        f"{row['mde']:.1f} {unit} or more would have shown 4 times in 5, so it is unlikely"
+    )
+
+
 def decoder_quality(run, runs: list) -> str:
     """'decoders R^2 0.99 0.91 ...' from the train-feedback run that wrote the decoders ``run``
     loaded, or what is known about them."""
@@ -66,7 +84,7 @@ def noise_findings(summary: pd.DataFrame) -> list[str]:
         text = interval_text(row["value"], row["low"], row["high"], "+.1f")
         out.append(
             f"{name}: {start:.1f} -> {end:.1f} % at t={int(row['timestep'])} ({text} pp), "
-            f"{verdict(row['low'], row['high'])}"
+            f"{decision(row)}"
         )
     return out
 
@@ -104,6 +122,8 @@ def findings(runs: list) -> str | None:
         return None
     intro = (
         "What the dynamics did, from each run's summary.csv: the change from t = 0 to the last "
-        "timestep with its paired 95 % interval, and whether that interval tells its direction."
+        "timestep with its paired 95 % interval; a change is decided only when its exact McNemar "
+        "p, Holm-adjusted over the run's comparisons, is below 0.05, and an undecided one says "
+        "which size it rules out (its minimum detectable change at 80 % power)."
     )
     return "## Findings\n\n" + intro + "\n\n" + "\n".join(lines)

@@ -68,3 +68,19 @@ def test_noise_summary_has_mcnemar_holm_and_mde(tmp_path):
     assert f"{p_clean:.3g} ({2 * p_clean:.3g})" in table
     columns = list(pd.read_csv(run.path / "summary.csv").columns)
     assert {"p_value", "p_adjusted", "mde"} <= set(columns)
+
+
+def test_findings_decide_only_below_an_adjusted_005():
+    from pcnets.reporting.findings import decision
+
+    row = {"value": -3.1, "low": -6.4, "high": -0.2, "p_value": 0.058, "p_adjusted": 0.17}
+    row["mde"] = 4.3
+    text = decision(row)
+    assert text.startswith("not decided") and "4.3 pp" in text and "Holm 0.17" in text
+    row.update(p_value=0.004, p_adjusted=0.012)
+    assert decision(row) == "decided: lower (McNemar p 0.004, Holm 0.012)"
+    row.update(value=2.0)
+    assert decision(row).startswith("decided: higher")
+    # a run without p-values: the interval's verdict, as before
+    old = {"value": -3.1, "low": -6.4, "high": -0.2, "p_adjusted": float("nan")}
+    assert decision(old) == "lower (the interval excludes 0)"
