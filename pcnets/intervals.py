@@ -48,6 +48,14 @@ def percentile_interval(samples, level: float = 0.95) -> tuple[np.ndarray, np.nd
     return low, high
 
 
+def undefined_share(samples) -> np.ndarray:
+    """Per condition, the share of bootstrap statistics (axis 0) that are not finite (a ratio
+    with a 0 denominator in that resample: NaN for 0/0, inf otherwise). An interval computed
+    from the rest is conditional on them; report this share beside it."""
+    samples = np.asarray(samples, dtype=np.float64)
+    return (~np.isfinite(samples)).mean(axis=0)
+
+
 def accuracy_interval(
     correct, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

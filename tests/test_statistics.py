@@ -53,3 +53,27 @@ def test_paired_test_counts_discordant_images():
     assert result["p_value"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         discordant(first, second[:3])
+
+
+def test_summed_error_ratio_and_undefined_share_by_hand():
+    from pcnets.intervals import undefined_share
+    from pcnets.metrics import mce_intervals, summed_error_ratio
+
+    # errors (corruption, severity, timestep): 2 + 0 errors at t=0 -> 1 + 1 at t=1: ratio 1.0,
+    # while the relative mCE is (0.5 + inf) / 2
+    errors = np.array([[[2.0, 1.0]], [[0.0, 1.0]]])
+    np.testing.assert_allclose(summed_error_ratio(errors), [1.0, 1.0])
+    errors[1, 0, 1] = 0.0
+    np.testing.assert_allclose(summed_error_ratio(errors), [1.0, 0.5])
+    assert undefined_share(np.array([1.0, np.nan, np.inf, 2.0])) == pytest.approx(0.5)
+    # 4 images: corruption 0 wrong on image 0 at t=0 only; corruption 1 wrong on image 1 at t=1
+    correct = np.ones((4, 2, 1, 2), dtype=bool)
+    correct[0, 0, 0, 0] = False
+    correct[1, 1, 0, 1] = False
+    table = mce_intervals(correct, ["gaussian_noise", "fog"], n_resamples=400, seed=0)
+    np.testing.assert_allclose(table["summed_error_ratio"], [1.0, 1.0])
+    # corruption 1 has no error at t=0: the relative mCE at t=1 is inf in every resample
+    assert table.loc[1, "relative_mce_undefined"] == 1.0
+    # the ratio of sums is undefined only when image 0 is never drawn: (3/4)^4 of resamples
+    assert table.loc[1, "summed_error_ratio_undefined"] == pytest.approx(0.75**4, abs=0.06)
+    assert table.loc[0, "summed_error_ratio_undefined"] == pytest.approx(0.75**4, abs=0.06)

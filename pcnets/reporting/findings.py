@@ -90,15 +90,29 @@ def noise_findings(summary: pd.DataFrame) -> list[str]:
 
 
 def corruption_findings(summary: pd.DataFrame) -> list[str]:
+    """The relative mCE at the last timestep; when it is undefined in part of the resamples (a
+    corruption without error at t = 0), the verdict rests on the ratio of summed errors."""
     out = []
+    summed = _last(summary, "summed_error_ratio")
     for _, row in _last(summary, "relative_mce").iterrows():
         # relative mCE is 1 at t = 0: judge the interval of its change, mCE - 1
         text = interval_text(row["value"], row["low"], row["high"], ".3f")
-        word = verdict(row["low"] - 1, row["high"] - 1)
-        out.append(
-            f"relative mCE over {row['condition']} corruptions {text} at t={int(row['timestep'])} "
-            f"({int(row['n'])} images): error {word}"
+        undefined = _last(summary, "relative_mce_undefined")
+        share = undefined["value"].iloc[0] if not undefined.empty else 0.0
+        head = (
+            f"relative mCE over {row['condition']} corruptions {text} at t={int(row['timestep'])}"
         )
+        if share > 0 and not summed.empty:
+            ratio = summed.iloc[0]
+            ratio_text = interval_text(ratio["value"], ratio["low"], ratio["high"], ".3f")
+            out.append(
+                f"{head} (undefined in {share:.0%} of resamples), ratio of summed errors "
+                f"{ratio_text} ({int(row['n'])} images): error "
+                f"{verdict(ratio['low'] - 1, ratio['high'] - 1)}"
+            )
+            continue
+        word = verdict(row["low"] - 1, row["high"] - 1)
+        out.append(f"{head} ({int(row['n'])} images): error {word}")
     return out
 
 

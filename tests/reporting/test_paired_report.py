@@ -84,3 +84,26 @@ def test_findings_decide_only_below_an_adjusted_005():
     # a run without p-values: the interval's verdict, as before
     old = {"value": -3.1, "low": -6.4, "high": -0.2, "p_adjusted": float("nan")}
     assert decision(old) == "lower (the interval excludes 0)"
+
+
+def test_corruption_findings_rely_on_the_ratio_of_sums_when_resamples_are_undefined():
+    from pcnets.reporting.findings import corruption_findings
+
+    rows = [
+        ("relative_mce", 1.2, 1.05, float("inf")),
+        ("relative_mce_undefined", 0.42, None, None),
+        ("summed_error_ratio", 1.148, 0.97, 1.31),
+    ]
+    summary = pd.DataFrame(
+        [
+            {"metric": m, "condition": "all", "timestep": 5, "value": v, "low": lo, "high": hi}
+            for m, v, lo, hi in rows
+        ]
+    ).assign(n=100)
+    (text,) = corruption_findings(summary)
+    assert "undefined in 42% of resamples" in text
+    assert "ratio of summed errors 1.148 [0.970, 1.310]" in text
+    assert text.endswith("no change the interval can tell from 0")  # not "higher" from [1.05, inf]
+    summary.loc[1, "value"] = 0.0
+    (text,) = corruption_findings(summary)
+    assert "summed" not in text and "higher (the interval excludes 0)" in text
