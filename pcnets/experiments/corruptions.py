@@ -112,5 +112,6 @@ def _folder_cell(
     labels = [label for _, label in items]
     split = effective_split(cfg.data, "val")
     limit = cfg.data.get("limit")
-    order = select_indices(keys, labels, split, None if limit is None else int(limit))
+    seed = int(cfg.data.get("seed") or 0)
+    order = select_indices(keys, labels, split, None if limit is None else int(limit), seed)
     return ImageFiles(root / name / str(severity), [items[i] for i in order], TF.to_tensor)
