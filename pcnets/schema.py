@@ -122,6 +122,7 @@ class Train:
 class Eval:
     sigmas: list[float] = field(default_factory=list)
     noise_space: str = "normalized"
+    sigma_unit: str | None = None
     batch_size: Any = "auto"
     bootstrap: int = 1000
     level: float = 0.95
