@@ -225,8 +225,8 @@ def build_dataset(data_cfg: DictConfig, transform: Callable | None, split: str =
         count = int(_cfg(data_cfg, "num_images", 64))
         keys = [f"synthetic/{i:07d}" for i in range(count)]
         subset = effective_split(data_cfg, split)
-        seed = int(_cfg(data_cfg, "seed", 0))
-        order = select_indices(keys, [0] * count, subset, _limit(data_cfg), seed)
+        # synthetic images are exchangeable random draws: a limit keeps the first N
+        order = select_indices(keys, [0] * count, subset, None)[: _limit(data_cfg)]
         return SyntheticImages(
             sorted(order),
             size=int(_cfg(data_cfg, "size", 224)),
