@@ -2,11 +2,11 @@
 its first N images (which were the lowest classes: fish and birds on the sample).
 
 Every image gets a rank inside its class from a hash of (seed, file name), and every class a
-place in each round from a hash of (seed, round, label); the subset is the first N images in
-(rank, place) order: the first image of every class (classes in a seeded order), then the
+place in each round from a hash of (seed, round, class folder name); the subset is the first N
+images in (rank, place) order: the first image of every class (classes in a seeded order), then the
 second, ... So a limit below the class count takes N distinct classes drawn at random, and a
-larger one spreads evenly over the classes. The draw depends on the seed (data.seed), the
-file names and the labels alone: the same seed, split and limit give the same subset on every
+larger one spreads evenly over the classes. The draw depends on the seed (data.seed) and the
+file and class folder names alone: the same seed, split and limit give the same subset on every
 machine and in every command, and ImageNet-C folders (keyed wnid/file) pick the same images as
 the val folder they were made from. The selected keys are recorded for the run folder
 (subset.txt and provenance.json, see ``record`` / ``recorded``).
@@ -36,8 +36,9 @@ def stratified_subset(
     ranked = []
     for label, members in by_class.items():
         members.sort(key=lambda i: (_hash(f"{seed}|{PurePosixPath(keys[i]).name}"), keys[i]))
+        wnid = PurePosixPath(keys[members[0]]).parent.name  # the class folder names the class
         for rank, i in enumerate(members):
-            ranked.append((rank, _hash(f"{seed}|{rank}|{label}"), label, i))
+            ranked.append((rank, _hash(f"{seed}|{rank}|{wnid}"), label, i))
     keep = {i for *_, i in sorted(ranked)[:limit]}
     return [i for i in indices if i in keep]
 
