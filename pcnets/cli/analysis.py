@@ -60,9 +60,17 @@ def report(
     strict: bool = typer.Option(
         False, "--strict", help="Stop at a broken run folder instead of skipping it."
     ),
+    baseline: int = typer.Option(
+        0, "--baseline", help="The job a sweep folder's changes are compared with."
+    ),
 ) -> None:
     """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
     from pcnets.reporting.report import write_report
 
     path, runs = write_report(paths, out, copy_figures, render, strict)
     echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")
+    from pcnets.reporting.sweep import is_sweep, write_sweep
+
+    for folder in (p for p in paths if is_sweep(p)):  # a -m sweep: its own table and figure
+        for line in write_sweep(folder, baseline):
+            echo(line)
