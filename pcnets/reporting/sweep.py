@@ -22,6 +22,7 @@ from pcnets.errors import PcnetsError
 from pcnets.intervals import bootstrap_means, holm, paired_test, percentile_interval
 from pcnets.reporting.noise import noise_file
 from pcnets.reporting.run_folders import load_run
+from pcnets.reporting.sigma_labels import read_units, sigma_label
 from pcnets.reporting.sweep_parts import sweep_figure, tune_rows
 from pcnets.reporting.tables import markdown_table, read_summary, summary_row, write_summary
 from pcnets.runtime.cell_images import IMAGES, load_cell_images
@@ -138,9 +139,8 @@ def write_sweep(path: str | Path, baseline: int = 0) -> list[str]:
     rows = noise_rows(
         runs, labels, baseline, resamples, int(OmegaConf.select(cfg, "seed", default=0))
     )
-    rows += tune_rows(runs, labels)
-    write_summary(path, rows)
-    table = pd.DataFrame(rows)
+    spread = tune_rows(runs, labels)
+    write_summary(path, rows + spread)
     lines = [
         f"# Sweep {path.name}: {len(runs)} jobs, swept {', '.join(keys) or '(nothing differs)'}",
         "",
@@ -149,23 +149,19 @@ def write_sweep(path: str | Path, baseline: int = 0) -> list[str]:
         "comparison below (decided below 0.05); MDE: the change detectable at 80 % power.",
         "",
     ]
-    if not table.empty:
-        shown = table[
-            [
-                "metric",
-                "condition",
-                "sigma",
-                "value",
-                "low",
-                "high",
-                "p_value",
-                "p_adjusted",
-                "mde",
-                "n",
-            ]
-        ]
+    if rows:
+        table = pd.DataFrame(rows)
+        space = str(OmegaConf.select(cfg, "eval.noise_space", default="normalized"))
+        units = read_units(runs[baseline].path, space)
+        table["sigma"] = [sigma_label(s, units) for s in table["sigma"]]
+        columns = ["metric", "condition", "sigma", "value", "low", "high"]
+        shown = table[[*columns, "p_value", "p_adjusted", "mde", "n"]]
         lines += [markdown_table(shown, digits=3), ""]
-        sweep_figure(path / "sweep.png", table, labels, keys, path.name)
+        sweep_figure(path / "sweep.png", pd.DataFrame(rows), labels, keys, path.name)
         lines += ["Figure: sweep.png", ""]
+    if spread:
+        lines += ["## Spread across the tune jobs", ""]
+        shown = pd.DataFrame(spread)[["metric", "encoder", "value", "n"]]
+        lines += [markdown_table(shown, digits=3), ""]
     atomic_write(path / "sweep.md", "\n".join(lines))
     return [f"sweep {path}: {len(runs)} jobs, {len(rows)} rows -> sweep.md, summary.csv"]

@@ -22,9 +22,8 @@ def tune_rows(runs: list, labels: list[str]) -> list[dict]:
     if len(frames) < 2:
         return []
     both = pd.concat(frames)
-    keep = both["metric"].str.startswith("tuned_") | both["metric"].isin(
-        ["first_loss", "final_loss"]
-    )
+    losses = both["metric"].isin(["first_loss", "final_loss"]) & (both["condition"] == "all")
+    keep = both["metric"].str.startswith("tuned_") | losses
     rows = []
     for (metric, encoder), part in both[keep].groupby(["metric", "encoder"], dropna=False):
         v = part["value"].astype(float)

@@ -85,3 +85,28 @@ def test_report_on_a_sweep_folder_writes_it_and_refuses_a_bad_baseline(sweep, tm
         app, ["report", str(sweep), "--out", str(tmp_path / "r.md"), "--baseline", "7"]
     )
     assert bad.exit_code != 0 and "--baseline 7" in bad.output
+
+
+def test_tune_jobs_give_the_spread_across_seeds(tmp_path):
+    from types import SimpleNamespace
+
+    from pcnets.reporting.sweep_parts import tune_rows
+
+    runs = []
+    for seed, (lam, final) in enumerate(((0.1, 2.0), (0.2, 1.5), (0.6, 1.0))):
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        pd.DataFrame(
+            [
+                {"metric": "tuned_lam", "condition": "tuned", "encoder": 1, "value": lam},
+                {"metric": "final_loss", "condition": "all", "encoder": None, "value": final},
+                {"metric": "final_loss", "condition": "sigma 0.5", "encoder": None, "value": 9.0},
+            ]
+        ).to_csv(folder / "summary.csv", index=False)
+        runs.append(SimpleNamespace(command="tune", path=folder))
+    rows = pd.DataFrame(tune_rows(runs, ["seed=0", "seed=1", "seed=2"])).set_index("metric")
+    assert rows.loc["tuned_lam_mean", "value"] == pytest.approx(0.3)
+    assert rows.loc["tuned_lam_sd", "value"] == pytest.approx(np.std([0.1, 0.2, 0.6], ddof=1))
+    assert rows.loc["final_loss_mean", "value"] == pytest.approx(1.5)  # the per-sigma rows left out
+    assert rows.loc["final_loss_max", "n"] == 3
+    assert tune_rows(runs[:1], ["seed=0"]) == []
