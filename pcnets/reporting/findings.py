@@ -72,13 +72,22 @@ def _last(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return part[part["timestep"] == part["timestep"].max()]
 
 
+def _reference(summary: pd.DataFrame, sigma: float) -> str:
+    """' (0.5 in the paper's units, 0.113 px)' when the run recorded its sigma units."""
+    units = summary[(summary["sigma"] == sigma) & summary["metric"].isin(["sigma_reference"])]
+    pixel = summary[(summary["sigma"] == sigma) & (summary["metric"] == "sigma_pixel")]
+    if units.empty or pixel.empty:
+        return ""
+    return f" ({units['value'].iloc[0]:.3g} in the paper's units, {pixel['value'].iloc[0]:.3g} px)"
+
+
 def noise_findings(summary: pd.DataFrame) -> list[str]:
     acc, change = _last(summary, "accuracy"), _last(summary, "change_from_t0")
     first = summary[(summary["metric"] == "accuracy") & (summary["timestep"] == 0)]
     out = []
     for _, row in change.iterrows():
         sigma = row["sigma"]
-        name = "clean" if sigma == 0 else f"sigma {sigma:g}"
+        name = "clean" if sigma == 0 else f"sigma {sigma:g}" + _reference(summary, sigma)
         start = first[first["sigma"] == sigma]["value"].iloc[0]
         end = acc[acc["sigma"] == sigma]["value"].iloc[0]
         text = interval_text(row["value"], row["low"], row["high"], "+.1f")

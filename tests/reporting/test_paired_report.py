@@ -107,3 +107,21 @@ def test_corruption_findings_rely_on_the_ratio_of_sums_when_resamples_are_undefi
     summary.loc[1, "value"] = 0.0
     (text,) = corruption_findings(summary)
     assert "summed" not in text and "higher (the interval excludes 0)" in text
+
+
+def test_noise_findings_name_the_sigma_in_the_papers_units():
+    from pcnets.reporting.findings import noise_findings
+
+    base = {"condition": "noise", "sigma": 0.226, "n": 100}
+    rows = [
+        {**base, "metric": "accuracy", "timestep": 0, "value": 60.0},
+        {**base, "metric": "accuracy", "timestep": 2, "value": 57.0},
+        {**base, "metric": "change_from_t0", "timestep": 2, "value": -3.0, "low": -6.0},
+        {**base, "metric": "sigma_reference", "value": 0.5},
+        {**base, "metric": "sigma_pixel", "value": 0.113},
+    ]
+    summary = pd.DataFrame(rows)
+    summary.loc[2, ["high", "p_value", "p_adjusted", "mde"]] = [-0.5, 0.01, 0.03, 2.5]
+    (text,) = noise_findings(summary)
+    assert text.startswith("sigma 0.226 (0.5 in the paper's units, 0.113 px): 60.0 -> 57.0 %")
+    assert text.endswith("decided: lower (McNemar p 0.01, Holm 0.03)")
