@@ -10,7 +10,7 @@ SMOKE ?= 0
 PCNETS_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 export PCNETS_DATA_DIR
 
-.PHONY: setup test test-slow lint demo reproduce-pvgg16 reproduce-peffb0 clean-venv
+.PHONY: setup test test-slow lint demo study reproduce-pvgg16 reproduce-peffb0 clean-venv
 
 # The tested versions come from constraints.txt; torchattacks goes in without its declared
 # dependencies (a 2020 pin of requests that it never imports; docs/dependencies.md), robustbench
@@ -36,6 +36,11 @@ lint: setup
 # The paper's pipeline, small, offline, on CPU (CUDA when present): results/demo/REPORT.md.
 demo: setup
 	scripts/demo.sh
+
+# The evidence behind the README's findings (about 60 minutes on a 2-core CPU): results/study/.
+# Resumable stage by stage; SMOKE=1 runs every stage at tiny scale (results/study-smoke/).
+study: setup
+	SMOKE=$(SMOKE) scripts/study.sh
 
 # The paper's pipeline per model on real data: make reproduce-pvgg16 IMAGENET=... IMAGENET_C=...
 # SMOKE=1 runs the same stages at tiny scale with random weights (CI's check).

@@ -18,6 +18,7 @@ from pcnets.intervals import (  # noqa: F401 - re-exported: pcnets.metrics keeps
     bootstrap_means,
     percentile_interval,
     ratio_interval,
+    undefined_share,
     wilson_interval,
 )
 
@@ -86,6 +87,16 @@ def relative_mce(errors) -> np.ndarray:
     ce = np.asarray(errors, dtype=np.float64).sum(axis=-2)
     with np.errstate(divide="ignore", invalid="ignore"):
         return (ce / ce[..., :1]).mean(axis=-2)
+
+
+def summed_error_ratio(errors) -> np.ndarray:
+    """The ratio of summed errors: sum over corruptions and severities of E(t) / the same sum at
+    t = 0. Unlike the relative mCE (a mean of per-corruption ratios, undefined or huge when a
+    corruption has 0-2 errors at t = 0) it is defined whenever any error is made at t = 0.
+    errors: (..., corruption, severity, timestep); returns (..., timestep)."""
+    total = np.asarray(errors, dtype=np.float64).sum(axis=(-3, -2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return total / total[..., :1]
 
 
 def alexnet_ce_denominator(corruptions: Sequence[str]) -> np.ndarray:
@@ -181,9 +192,11 @@ def mce_intervals(
     """Per timestep, with bootstrap (low, high) columns: relative mCE over all corruptions; over
     the standard and the extra ones apart (standard_relative_mce when both groups are present,
     extra_relative_mce when extras are); and the AlexNet-normalised standard_mce (scaled when
-    fewer than 5 severities were run, see standard_mce). correct: per-image correctness of shape
-    (image, corruption, severity, timestep); the same images are resampled for every condition,
-    and a ratio whose feedforward CE is 0 in some resample gets an inf bound."""
+    fewer than 5 severities were run, see standard_mce); and the summed_error_ratio. correct:
+    per-image correctness of shape (image, corruption, severity, timestep); the same images are
+    resampled for every condition. No resample is dropped silently: every ratio has a column
+    <name>_undefined, the share of resamples where it is NaN or inf (a feedforward CE of 0),
+    and its interval is over the rest (an inf bound when some were inf)."""
     names = list(corruptions)
     errors = 1.0 - np.asarray(correct, dtype=np.float64).mean(axis=0)
     boot = 1.0 - bootstrap_means(correct, n_resamples, seed)
@@ -196,10 +209,13 @@ def mce_intervals(
         stats["extra_relative_mce"] = (relative_mce, extra)
     if standard:
         stats["standard_mce"] = (lambda e: standard_mce(e, names), None)
+    stats["summed_error_ratio"] = (summed_error_ratio, None)
     table = pd.DataFrame({"timestep": np.arange(errors.shape[-1])})
     for name, (fn, idx) in stats.items():
         pick = (lambda e: e) if idx is None else (lambda e, idx=idx: e[..., idx, :, :])
         with np.errstate(divide="ignore", invalid="ignore"):
             table[name] = fn(pick(errors))
-            table[f"{name}_low"], table[f"{name}_high"] = ratio_interval(fn(pick(boot)), level)
+            samples = fn(pick(boot))
+            table[f"{name}_low"], table[f"{name}_high"] = ratio_interval(samples, level)
+            table[f"{name}_undefined"] = undefined_share(samples)
     return table

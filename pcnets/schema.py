@@ -128,6 +128,7 @@ class Train:
 class Eval:
     sigmas: list[float] = bounded([], ">= 0")
     noise_space: str = "normalized"
+    sigma_unit: str | None = None
     batch_size: Any = bounded("auto", ">= 1")
     bootstrap: int = bounded(1000, ">= 1")
     level: float = bounded(0.95, "(0, 1)")

@@ -6,7 +6,7 @@ timesteps' graphs stored or recomputed (checkpoint), for the memory-vs-T table o
 
 One attack step = the logits at T and the input gradient of their cross-entropy (what BIM, PGD
 and APGD do per iteration). Memory, divided by the batch size, median of the repeats:
-runtime.memory.PeakMemory (CPU: peak RSS above the level before the step, allocator slack
+runtime.peak_memory.PeakMemory (CPU: peak RSS above the level before the step, allocator slack
 included; CUDA: max allocated) and, on a CPU, the peak of live tensor bytes that
 torch.profiler's memory events give (exact: what the tensors of the step hold at its peak).
 """

@@ -62,6 +62,9 @@ def report(
     summary: bool = typer.Option(
         False, "--summary", help="--export writes the summary.csv rows instead of metrics.csv's."
     ),
+    baseline: int = typer.Option(
+        0, "--baseline", help="The job a sweep folder's changes are compared with."
+    ),
 ) -> None:
     """Gather run folders into one Markdown report (tables, figures, commands, key config)."""
     from pcnets.reporting.report import write_report
@@ -74,3 +77,8 @@ def report(
 
         frame = load([run.path for run in runs], summary=summary)
         echo(f"wrote {write_table(frame, export)} ({len(frame)} rows, {frame.shape[1]} columns)")
+    from pcnets.reporting.sweep import is_sweep, write_sweep
+
+    for folder in (p for p in paths if is_sweep(p)):  # a -m sweep: its own table and figure
+        for line in write_sweep(folder, baseline):
+            echo(line)

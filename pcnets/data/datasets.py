@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from pcnets.data.classes import class_labels
 from pcnets.data.images import apply_policy, open_rgb
+from pcnets.data.subsets import record, stratified_subset
 from pcnets.errors import PcnetsError, suggest
 
 KINDS = ("folder", "synthetic")
@@ -124,10 +125,11 @@ def _is_image(name: str) -> bool:
 
 
 def select_indices(
-    keys: Sequence[str], labels: Sequence[int], subset: str, limit: int | None
+    keys: Sequence[str], labels: Sequence[int], subset: str, limit: int | None, seed: int = 0
 ) -> list[int]:
     """Indices kept by the hash split, in class-interleaved order (first image of every class,
-    then the second, ...), cut to `limit`: a limited run still sees the classes evenly."""
+    then the second, ...); with `limit`, a seeded class-stratified draw of that many
+    (pcnets.data.subsets), never the first N."""
     kept = [i for i, key in enumerate(keys) if subset == "all" or hash_split(_name(key)) == subset]
     seen: dict[int, int] = {}
     rank = []
@@ -135,7 +137,9 @@ def select_indices(
         rank.append(seen.get(labels[i], 0))
         seen[labels[i]] = rank[-1] + 1
     order = [i for _, _, i in sorted(zip(rank, (labels[i] for i in kept), kept, strict=True))]
-    return order[:limit]
+    if limit is None or limit >= len(order):
+        return order
+    return stratified_subset(keys, labels, order, limit, seed)
 
 
 def _name(key: str) -> str:
@@ -148,8 +152,12 @@ def _folder_items(data_cfg: DictConfig, split: str) -> tuple[Path, list[tuple[st
     scanned = _scan(root, _folder(data_cfg, split), None if classes is None else int(classes))
     keys = [key for key, _ in scanned]
     labels = [label for _, label in scanned]
-    order = select_indices(keys, labels, effective_split(data_cfg, split), _limit(data_cfg))
-    return root, readable(root, [scanned[i] for i in order], data_cfg)
+    limit, seed = _limit(data_cfg), int(_cfg(data_cfg, "seed", 0))
+    order = select_indices(keys, labels, effective_split(data_cfg, split), limit, seed)
+    items = [scanned[i] for i in order]
+    if limit is not None:
+        record(split, [key for key, _ in items])
+    return root, readable(root, items, data_cfg)
 
 
 def readable(root: Path, items: list[tuple[str, int]], data_cfg: DictConfig) -> list:
@@ -223,7 +231,8 @@ def build_dataset(data_cfg: DictConfig, transform: Callable | None, split: str =
         count = int(_cfg(data_cfg, "num_images", 64))
         keys = [f"synthetic/{i:07d}" for i in range(count)]
         subset = effective_split(data_cfg, split)
-        order = select_indices(keys, [0] * count, subset, _limit(data_cfg))
+        # synthetic images are exchangeable random draws: a limit keeps the first N
+        order = select_indices(keys, [0] * count, subset, None)[: _limit(data_cfg)]
         return SyntheticImages(
             sorted(order),
             size=int(_cfg(data_cfg, "size", 224)),

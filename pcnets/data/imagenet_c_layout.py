@@ -15,6 +15,7 @@ from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from pcnets.data.corruptions import MIN_SIZE
+from pcnets.data.subsets import stratified_subset
 from pcnets.errors import PcnetsError
 
 JPEG_QUALITY = 85  # the released ImageNet-C files are JPEG at this quality
@@ -37,9 +38,10 @@ def is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
 
 
-def val_images(val_root: str | os.PathLike, limit: int | None = None) -> list[str]:
+def val_images(val_root: str | os.PathLike, limit: int | None = None, seed: int = 0) -> list[str]:
     """'<wnid>/<file>' of every image in an ImageFolder val tree, class-interleaved (the first
-    image of every class, then the second, ...) so a `limit` still covers the classes evenly."""
+    image of every class, then the second, ...); a `limit` draws the seeded class-stratified
+    subset that data.limit draws (pcnets.data.subsets), the same images."""
     root = Path(val_root).expanduser()
     layout = "expected <val-root>/<wnid>/<image>"
     if not root.is_dir():
@@ -57,7 +59,11 @@ def val_images(val_root: str | os.PathLike, limit: int | None = None) -> list[st
         for wnid, files in zip(classes, per_class, strict=True)
         if rank < len(files)
     ]
-    return keys[:limit]
+    if limit is None or limit >= len(keys):
+        return keys
+    index = {wnid: i for i, wnid in enumerate(classes)}
+    labels = [index[k.split("/")[0]] for k in keys]
+    return [keys[i] for i in stratified_subset(keys, labels, range(len(keys)), limit, seed)]
 
 
 def file_suffix(jpeg_quality: int | None) -> str:

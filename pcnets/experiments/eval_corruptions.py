@@ -113,7 +113,8 @@ def _folder_cell(
     labels = [label for _, label in items]
     split = effective_split(cfg.data, "val")
     limit = cfg.data.get("limit")
-    order = select_indices(keys, labels, split, None if limit is None else int(limit))
+    seed = int(cfg.data.get("seed") or 0)
+    order = select_indices(keys, labels, split, None if limit is None else int(limit), seed)
     folder = root / name / str(severity)
     chosen = readable(folder, [items[i] for i in order], cfg.data)  # data.on_bad_image
     return ImageFiles(folder, chosen, TF.to_tensor)

@@ -11,6 +11,7 @@ from pcnets.core.guards import check_timesteps
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
 from pcnets.data.noise import NoisyImages, check_noise_space
+from pcnets.data.sigma_units import check_sigma_unit, sigma_in_units
 from pcnets.errors import PcnetsError
 from pcnets.experiments.eval_cells import (
     Cell,
@@ -21,6 +22,7 @@ from pcnets.experiments.eval_cells import (
     warn_untrained,
 )
 from pcnets.reporting.noise_report import noise_file, render
+from pcnets.reporting.sigma_labels import write_units
 from pcnets.runtime.runs import cell_key
 from pcnets.runtime.session import Result
 
@@ -49,8 +51,9 @@ def run(
     dataset: Dataset | None = None,
     progress: bool = True,
 ) -> Result:
-    """Top-1 accuracy at timesteps 0..pc.timesteps for every eval.sigmas (0 = clean), noise in
-    eval.noise_space; resumable and torchrun-sharded. `pnet`/`dataset` default to the config's."""
+    """Top-1 accuracy at timesteps 0..pc.timesteps for every eval.sigmas (0 = clean, in
+    eval.sigma_unit, converted for this backbone), noise in eval.noise_space; resumable and
+    torchrun-sharded. `pnet`/`dataset` default to the config's."""
     sigmas = check_sigmas(cfg.eval.sigmas)
     space = check_noise_space(cfg.eval.get("noise_space", "normalized"))
     timesteps = check_timesteps(cfg.pc.timesteps)
@@ -61,8 +64,14 @@ def run(
         raise PcnetsError("the evaluation dataset is empty; check data.split and data.limit")
     std = pnet.std.flatten().cpu()
     seed = int(cfg.get("seed", 0))
+    unit = check_sigma_unit(cfg.eval.get("sigma_unit") or space)
+    units = [sigma_in_units(s, unit, std.tolist()) for s in sigmas]
+    sigmas = [u["pixel" if space == "pixel" else "normalized"] for u in units]
+    if len(set(sigmas)) != len(sigmas):
+        raise PcnetsError(f"eval.sigmas {list(cfg.eval.sigmas)} repeat a noise level")
     warn_untrained(cfg, session)
     session.open_run_folder()
+    write_units(session.run_folder, unit, std.tolist(), units)
     cells = [
         Cell(
             cell_key(sigma=sigma),

@@ -1,4 +1,5 @@
-"""Convergence to clean representations (METHOD.md section 7, item 4; "manifold projection").
+"""Convergence to clean representations (METHOD.md section 7, item 4; "manifold projection"),
+with two controls: noisy(t) vs clean(0) and clean(t) vs clean(0) (COMPARISONS).
 
 For each image, clean and with Gaussian noise (sigma in normalised space), the correlation distance
 1 - pearson(e_n^noisy(t), e_n^clean(t)) per encoder n and timestep t, each e_n flattened per image;
@@ -8,6 +9,7 @@ noisy representations towards the clean ones, the normalised distance falls belo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +25,7 @@ from pcnets.errors import PcnetsError
 from pcnets.experiments.eval_cells import open_session
 from pcnets.intervals import bootstrap_means, percentile_interval
 from pcnets.progress import progress as bar_of
-from pcnets.reporting.manifold import render
+from pcnets.reporting.manifold import COMPARISONS, render
 from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 from pcnets.runtime.loading import build_loader
 from pcnets.runtime.runs import Run, cell_key
@@ -47,24 +49,42 @@ def correlation_distance(a: Tensor, b: Tensor) -> Tensor:
 
 
 def distances(
-    pnet: PredictiveNet, x: Tensor, noise: Tensor, sigmas: list[float], timesteps: int
-) -> np.ndarray:
+    pnet: PredictiveNet,
+    x: Tensor,
+    noise: Tensor,
+    sigmas: list[float],
+    timesteps: int,
+    controls: bool = False,
+):
     """Correlation distances, shape (sigma, image, encoder, timestep), of [0,1] images ``x`` with
     ``noise`` * sigma * channel std added, against the clean images, for t = 0..timesteps.
 
     The clean and noisy copies run as one batch: with per_sample errors each image's dynamics do
     not depend on the batch (under batch_mean they do, as in the reference code).
+
+    With ``controls``, also the two controls (COMPARISONS[1:]), shape (2, sigma, image, encoder,
+    timestep): noisy(t) vs clean(0) and clean(t) vs clean(0). If noisy(t) approaches clean(t)
+    only because both drift the same way (towards the decoders' prior), clean(t) moves away from
+    clean(0) and noisy(t) does not approach clean(0): convergence is told apart from a common
+    drift.
     """
     b = x.shape[0]
     batch = torch.cat([x] + [add_noise(x, s, std=pnet.std, noise=noise) for s in sigmas])
     out = np.zeros((len(sigmas), b, pnet.num_encoders, timesteps + 1))
+    ctrl = np.zeros((2, len(sigmas), b, pnet.num_encoders, timesteps + 1))
+    first: list[Tensor] = []
     for step in pnet.steps(batch, timesteps, states=True):
         for n, e in enumerate(step.states):
             clean = e[:b]
+            if step.t == 0:
+                first.append(clean.detach().clone())
             for k in range(len(sigmas)):
                 noisy = e[(k + 1) * b : (k + 2) * b]
                 out[k, :, n, step.t] = correlation_distance(noisy, clean).cpu().numpy()
-    return out
+                if controls:
+                    ctrl[0, k, :, n, step.t] = correlation_distance(noisy, first[n]).cpu().numpy()
+                    ctrl[1, k, :, n, step.t] = correlation_distance(clean, first[n]).cpu().numpy()
+    return (out, ctrl) if controls else out
 
 
 def summarize(
@@ -74,14 +94,17 @@ def summarize(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    comparison: str = COMPARISONS[0],
 ) -> list[dict]:
     """Rows per encoder and timestep from distances (image, encoder, timestep): the mean over
-    images, and the mean relative to t = 0 (mean(t) / mean(0)), each with a bootstrap interval."""
+    images, and the mean relative to t = 0 (mean(t) / mean(0)), each with a bootstrap interval
+    (the relative one is NaN for clean(t) vs clean(0), whose distance at t = 0 is 0)."""
     dist = np.asarray(dist, dtype=np.float64)
     point = dist.mean(axis=0)
     boot = bootstrap_means(dist, n_resamples, seed)
     low, high = percentile_interval(boot, level)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: 0 / 0 at t = 0
         norm = point / point[:, :1]
         nlow, nhigh = percentile_interval(boot / boot[..., :1], level)
     rows = []
@@ -89,6 +112,7 @@ def summarize(
         for t in range(dist.shape[2]):
             rows.append(
                 {
+                    "comparison": comparison,
                     "sigma": float(sigma),
                     "encoder": n + 1,
                     "name": name,
@@ -142,12 +166,13 @@ def manifold(
     done = all_reduce_sum([int(run.writer and run.is_done(cell_key(sigma=s))) for s in sigmas])
     pending = [s for s, d in zip(sigmas, done, strict=True) if d == 0]
     if pending:
-        dist = _distances(session, pnet, pending, timesteps, progress)
+        dist, ctrl = _distances(session, pnet, pending, timesteps, progress)
         if run.writer:
+            stats = (int(mc.n_resamples), int(cfg.seed), float(mc.level))
             for k, sigma in enumerate(pending):
-                rows = summarize(
-                    dist[k], names, sigma, int(mc.n_resamples), int(cfg.seed), float(mc.level)
-                )
+                rows = summarize(dist[k], names, sigma, *stats)
+                for c, comparison in enumerate(COMPARISONS[1:]):
+                    rows += summarize(ctrl[c, k], names, sigma, *stats, comparison=comparison)
                 run.record(cell_key(sigma=sigma), rows)
     metrics, summary = pd.DataFrame(), []
     if run.writer:
@@ -167,6 +192,7 @@ def _distances(session: Session, pnet, pending: list[float], timesteps: int, pro
     loader = build_loader(dataset, cfg.data, session.device, distributed=True)
     shard = shard_indices(len(dataset), rank(), world_size())
     dist = np.zeros((len(pending), len(dataset), pnet.num_encoders, timesteps + 1))
+    ctrl = np.zeros((2, *dist.shape))
     desc = f"manifold sigma={','.join(f'{s:g}' for s in pending)}"
     show = progress and is_main()
     with bar_of(total=len(shard), desc=desc, unit="img", show=show) as bar:
@@ -175,9 +201,12 @@ def _distances(session: Session, pnet, pending: list[float], timesteps: int, pro
             keys = [dataset.keys[int(i)] for i in index]
             noise = image_noise(keys, tuple(x.shape[1:]), int(cfg.seed))
             with session.autocast():
-                dist[:, index] = distances(pnet, x, noise, pending, timesteps)
+                dist[:, index], ctrl[:, :, index] = distances(
+                    pnet, x, noise, pending, timesteps, controls=True
+                )
             bar.update(len(index))
-    return all_reduce_sum(dist)  # every image's row comes from exactly one process
+    # every image's row comes from exactly one process
+    return all_reduce_sum(dist), all_reduce_sum(ctrl)
 
 
 run = manifold  # the entry point every command module has: run(cfg) -> Result

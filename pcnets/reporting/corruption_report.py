@@ -25,7 +25,13 @@ from pcnets.runtime.cell_images import IMAGES, load_cell_images
 from pcnets.runtime.files import atomic_write
 
 # The relative mCEs of the tables, by group (the column of summary.csv's "condition").
-GROUPS = {"relative_mce": "all", "standard_relative_mce": "standard", "extra_relative_mce": "extra"}
+# The ratio of summed errors (all corruptions) is reported beside them.
+GROUPS = {
+    "relative_mce": "all",
+    "standard_relative_mce": "standard",
+    "extra_relative_mce": "extra",
+    "summed_error_ratio": "all",
+}
 
 
 def corruption_file(name: str, severity: int) -> str:
@@ -72,9 +78,10 @@ def corruption_stats(path: Path) -> dict:
             "value": table[k].to_numpy(),
             "low": table[f"{k}_low"].to_numpy(),
             "high": table[f"{k}_high"].to_numpy(),
+            "undefined": table[f"{k}_undefined"].to_numpy(),
         }
         for k in GROUPS
-        if k in table and (k == "relative_mce" or both)
+        if k in table and (k in ("relative_mce", "summed_error_ratio") or both)
     }
     alexnet = None
     if "standard_mce" in table:
@@ -112,8 +119,9 @@ def corruption_stats(path: Path) -> dict:
 
 
 def summary_rows(st: dict) -> list[dict]:
-    """Every number the tables show, for summary.csv (mCEs with intervals per timestep, the
-    corruption counts per group, and per corruption its CE ratio, CE/AlexNet and accuracy)."""
+    """Every number the tables show, for summary.csv (mCEs and the ratio of summed errors with
+    intervals per timestep and the share of resamples where each is undefined, the corruption
+    counts per group, and per corruption its CE ratio, CE/AlexNet and accuracy)."""
     names, n = st["names"], st["n"]
     standard = [c for c in names if c in ALEXNET_ERR]
     counts = {"all": len(names), "standard": len(standard), "extra": len(names) - len(standard)}
@@ -133,6 +141,9 @@ def summary_rows(st: dict) -> list[dict]:
                     n=n,
                 )
             )
+            undefined = s["undefined"][t]
+            where = {"condition": GROUPS[key], "timestep": t, "n": n}
+            rows.append(summary_row(f"{key}_undefined", undefined, "fraction", **where))
     if st["alexnet"] is not None:
         a = st["alexnet"]
         for t in range(st["timesteps"] + 1):

@@ -3,8 +3,6 @@ numbers of reporting.corruptions.corruption_stats."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from pcnets.metrics import ALEXNET_ERR, SEVERITIES
 from pcnets.reporting.tables import describe, interval_text, markdown_table
 
@@ -41,10 +39,18 @@ def corruption_lines(st: dict) -> tuple[list[str], list[str]]:
             f"- only {len(standard)} of the {len(ALEXNET_ERR)} standard corruptions were run: "
             "the standard mCE is over those alone and is not comparable to published numbers"
         )
-    if any(np.isinf(s["high"]).any() for s in stats.values()):
+    lines.append(
+        "- ratio of summed errors(t) = sum over corruptions and severities of the error at t / the "
+        "same sum at t=0: defined whenever t=0 errs at all, so the findings rely on it when the "
+        "relative mCE is undefined in some resamples"
+    )
+    undefined = {k: s["undefined"][-1] for k, s in stats.items() if s["undefined"][-1] > 0}
+    if undefined:
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in undefined.items())
         lines.append(
-            "- an interval bound of inf: in some resamples the feedforward network (t=0) made no "
-            "error on a corruption, so CE(t)/CE(0) is unbounded; more images tighten it"
+            f"- undefined in part of the resamples at t={timesteps} (NaN 0/0 or inf: t=0 made no "
+            f"error on a corruption there): {shares}; the interval is over the other resamples, "
+            "with an inf bound when some were inf; more images tighten it"
         )
     lines += ["", f"## mCE per timestep ({pct} intervals)", ""]
     header = ["t", *stats]
@@ -137,5 +143,6 @@ def labelled(st: dict) -> dict:
         "relative_mce": f"relative mCE, all {len(names)}",
         "standard_relative_mce": f"relative mCE, standard {standard}",
         "extra_relative_mce": f"relative mCE, extra {len(names) - standard}",
+        "summed_error_ratio": f"ratio of summed errors, all {len(names)}",
     }
     return {label[k]: v for k, v in st["mce"].items()}

@@ -27,6 +27,24 @@ def verdict(low: float, high: float, better: str = "higher") -> str:
     return "no change the interval can tell from 0"
 
 
+def decision(row, better: str = "higher", unit: str = "pp") -> str:
+    """The verdict of a paired change from its summary.csv row: decided only when its
+    Holm-adjusted McNemar p is below 0.05; otherwise what size of change it rules out (its MDE at
+    80 % power). A row without p-values (a run made before they existed) falls back to
+    ``verdict`` of its interval."""
+    p_adj = row.get("p_adjusted")
+    if p_adj is None or pd.isna(p_adj):
+        return verdict(row["low"], row["high"], better)
+    worse = "lower" if better == "higher" else "higher"
+    if p_adj < 0.05:
+        word = better if row["value"] > 0 else worse
+        return f"decided: {word} (McNemar p {row['p_value']:.2g}, Holm {p_adj:.2g})"
+    return (
+        f"not decided (McNemar p {row['p_value']:.2g}, Holm {p_adj:.2g}); a change of "
+        f"{row['mde']:.1f} {unit} or more would have shown 4 times in 5, so it is unlikely"
+    )
+
+
 def decoder_quality(run, runs: list) -> str:
     """'decoders R^2 0.99 0.91 ...' from the train-feedback run that wrote the decoders ``run``
     loaded, or what is known about them."""
@@ -55,33 +73,56 @@ def _last(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return part[part["timestep"] == part["timestep"].max()]
 
 
+def _reference(summary: pd.DataFrame, sigma: float) -> str:
+    """' (0.5 in the paper's units, 0.113 px)' when the run recorded its sigma units."""
+    units = summary[(summary["sigma"] == sigma) & summary["metric"].isin(["sigma_reference"])]
+    pixel = summary[(summary["sigma"] == sigma) & (summary["metric"] == "sigma_pixel")]
+    if units.empty or pixel.empty:
+        return ""
+    return f" ({units['value'].iloc[0]:.3g} in the paper's units, {pixel['value'].iloc[0]:.3g} px)"
+
+
 def noise_findings(summary: pd.DataFrame) -> list[str]:
     acc, change = _last(summary, "accuracy"), _last(summary, "change_from_t0")
     first = summary[(summary["metric"] == "accuracy") & (summary["timestep"] == 0)]
     out = []
     for _, row in change.iterrows():
         sigma = row["sigma"]
-        name = "clean" if sigma == 0 else f"sigma {sigma:g}"
+        name = "clean" if sigma == 0 else f"sigma {sigma:g}" + _reference(summary, sigma)
         start = first[first["sigma"] == sigma]["value"].iloc[0]
         end = acc[acc["sigma"] == sigma]["value"].iloc[0]
         text = interval_text(row["value"], row["low"], row["high"], "+.1f")
         out.append(
             f"{name}: {start:.1f} -> {end:.1f} % at t={int(row['timestep'])} ({text} pp), "
-            f"{verdict(row['low'], row['high'])}"
+            f"{decision(row)}"
         )
     return out
 
 
 def corruption_findings(summary: pd.DataFrame) -> list[str]:
+    """The relative mCE at the last timestep; when it is undefined in part of the resamples (a
+    corruption without error at t = 0), the verdict rests on the ratio of summed errors."""
     out = []
+    summed = _last(summary, "summed_error_ratio")
     for _, row in _last(summary, "relative_mce").iterrows():
         # relative mCE is 1 at t = 0: judge the interval of its change, mCE - 1
         text = interval_text(row["value"], row["low"], row["high"], ".3f")
-        word = verdict(row["low"] - 1, row["high"] - 1)
-        out.append(
-            f"relative mCE over {row['condition']} corruptions {text} at t={int(row['timestep'])} "
-            f"({int(row['n'])} images): error {word}"
+        undefined = _last(summary, "relative_mce_undefined")
+        share = undefined["value"].iloc[0] if not undefined.empty else 0.0
+        head = (
+            f"relative mCE over {row['condition']} corruptions {text} at t={int(row['timestep'])}"
         )
+        if share > 0 and not summed.empty:
+            ratio = summed.iloc[0]
+            ratio_text = interval_text(ratio["value"], ratio["low"], ratio["high"], ".3f")
+            out.append(
+                f"{head} (undefined in {share:.0%} of resamples), ratio of summed errors "
+                f"{ratio_text} ({int(row['n'])} images): error "
+                f"{verdict(ratio['low'] - 1, ratio['high'] - 1)}"
+            )
+            continue
+        word = verdict(row["low"] - 1, row["high"] - 1)
+        out.append(f"{head} ({int(row['n'])} images): error {word}")
     return out
 
 
@@ -102,6 +143,8 @@ def findings(runs: list) -> str | None:
         return None
     intro = (
         "What the dynamics did, from each run's summary.csv: the change from t = 0 to the last "
-        "timestep with its paired 95 % interval, and whether that interval tells its direction."
+        "timestep with its paired 95 % interval; a change is decided only when its exact McNemar "
+        "p, Holm-adjusted over the run's comparisons, is below 0.05, and an undecided one says "
+        "which size it rules out (its minimum detectable change at 80 % power)."
     )
     return "## Findings\n\n" + intro + "\n\n" + "\n".join(lines)

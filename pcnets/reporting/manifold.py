@@ -9,8 +9,25 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from pcnets.reporting.figures import Curve, Panel, save_panels
+from pcnets.reporting.manifold_controls import (
+    control_figure,
+    control_summary_rows,
+    control_table,
+)
 from pcnets.reporting.tables import markdown_table, summary_row, write_summary
 from pcnets.runtime.files import atomic_write
+
+# What each distance compares: the reference's measure, then the two controls (issue 22, 7).
+COMPARISONS = ("noisy_t_vs_clean_t", "noisy_t_vs_clean_0", "clean_t_vs_clean_0")
+
+
+def split_comparisons(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the reference's noisy(t) vs clean(t) rows, the control rows); a run folder made before
+    the controls existed has the first only."""
+    if "comparison" not in metrics.columns:
+        return metrics, metrics.iloc[0:0]
+    main = metrics["comparison"].isna() | (metrics["comparison"] == COMPARISONS[0])
+    return metrics[main], metrics[~main]
 
 
 def render(path: str | Path) -> list[str]:
@@ -20,11 +37,17 @@ def render(path: str | Path) -> list[str]:
     cfg = OmegaConf.load(path / "config.yaml")
     metrics = pd.read_csv(path / "metrics.csv")
     sigmas = [float(s) for s in cfg.manifold.sigmas]
-    metrics = metrics[metrics["sigma"].isin(sigmas)]
+    metrics, controls = split_comparisons(metrics[metrics["sigma"].isin(sigmas)])
     backbone = str(OmegaConf.select(cfg, "backbone.name", default=""))
-    atomic_write(path / "table.md", manifold_table(metrics, backbone))
+    text = manifold_table(metrics, backbone)
+    rows = summary_rows(metrics)
+    if not controls.empty:
+        text += "\n" + control_table(metrics, controls)
+        control_figure(metrics, controls, path / "manifold_controls.png", title=backbone)
+        rows += control_summary_rows(controls)
+    atomic_write(path / "table.md", text)
     manifold_figure(metrics, path / "manifold.png", title=backbone)
-    write_summary(path, summary_rows(metrics))
+    write_summary(path, rows)
     last = metrics[metrics["timestep"] == metrics["timestep"].max()]
     lines = []
     for sigma, part in last.groupby("sigma"):

@@ -2,9 +2,12 @@
 derived number a run's table.md shows (so that nothing a table shows exists only in Markdown).
 
 summary.csv has one row per number: metric, condition, sigma, corruption, encoder, timestep,
-value, low, high, n, unit (blank where a column does not apply; low/high blank without an
-interval), after the run's labels run_id, backbone, decoders (as in metrics.csv). `pcnets report`
-takes its numbers from it.
+value, low, high, p_value, p_adjusted, mde, n, unit (blank where a column does not apply; low/high
+blank without an interval), after the run's labels run_id, backbone, decoders (as in
+metrics.csv). A paired change (t = T vs t = 0, tuned vs default, a sweep value vs its baseline)
+carries its exact McNemar p_value, the Holm-adjusted p_adjusted over the run's family of such
+changes, and its minimum detectable change at 80 % power (mde, in the value's unit);
+pcnets.intervals computes them. `pcnets report` takes its numbers from it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ SUMMARY_COLUMNS = (
     "value",
     "low",
     "high",
+    "p_value",
+    "p_adjusted",
+    "mde",
     "n",
     "unit",
 )

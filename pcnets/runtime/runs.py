@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pcnets.config import CONF_DIR, config_hash, root_groups
 from pcnets.data.images import skipped_images, skipped_note
+from pcnets.data.subsets import digest, recorded, subset_text
 from pcnets.errors import PcnetsError
 from pcnets.runtime import failures, locks
 from pcnets.runtime.cells import CELLS, append_cell, read_cells
@@ -154,6 +155,12 @@ class Run:
         skipped = skipped_images()
         if skipped:  # data.on_bad_image=skip: counts never change silently
             info["skipped_images"] = {"count": len(skipped), "files": skipped}
+        subsets = recorded()
+        if subsets:  # data.limit: the seeded stratified subset, the same across runs compared
+            info["subset"] = {
+                k: {"images": len(v), "sha256": digest(v)} for k, v in subsets.items()
+            }
+            atomic_write(self.path / "subset.txt", subset_text(subsets))
         atomic_write(self.path / "provenance.json", json.dumps(info, indent=2, default=str))
 
     # ---- cells -----------------------------------------------------------------------------

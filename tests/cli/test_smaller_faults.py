@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from helpers import REPO
-from pcnets.experiments.attack.run import few_images_line
+from pcnets.experiments.attack.attack_run import few_images_line
 
 from pcnets.config import compose
 from pcnets.errors import PcnetsError

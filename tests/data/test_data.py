@@ -93,15 +93,21 @@ def test_bad_split_and_limit_values(tmp_path):
 # Order, limit and the hash split
 
 
-def test_limit_takes_a_fixed_class_interleaved_prefix(tmp_path):
+def test_limit_takes_a_seeded_class_stratified_subset(tmp_path):
     make_tree(tmp_path)
     everything = data.dataset_samples(folder_cfg(tmp_path))
     keys = [Path(p).relative_to(tmp_path).as_posix() for p, _ in everything]
     assert keys[:4] == ["val/n001/0.png", "val/n002/0.png", "val/n003/0.png", "val/n001/1.png"]
     assert [label for _, label in everything][:4] == [0, 1, 2, 0]
-    assert data.dataset_samples(folder_cfg(tmp_path, limit=4)) == everything[:4]
+    limited = data.dataset_samples(folder_cfg(tmp_path, limit=4))
+    assert sorted(sum(label == c for _, label in limited) for c in range(3)) == [1, 1, 2]
+    assert set(limited) <= set(everything) and limited == [s for s in everything if s in limited]
+    assert data.dataset_samples(folder_cfg(tmp_path, limit=4)) == limited  # same seed: same
+    seeds = {tuple(data.dataset_samples(folder_cfg(tmp_path, limit=4, seed=s))) for s in range(5)}
+    assert len(seeds) > 1
     evals = data.dataset_samples(folder_cfg(tmp_path, split="eval"))
-    assert data.dataset_samples(folder_cfg(tmp_path, split="eval", limit=2)) == evals[:2]
+    two = data.dataset_samples(folder_cfg(tmp_path, split="eval", limit=2))
+    assert len(two) == 2 and set(two) <= set(evals)
 
 
 def test_hash_split_is_fixed_by_file_name():
@@ -150,7 +156,7 @@ def test_sample_root_follows_pcnets_data_dir(monkeypatch, tmp_path):
 
 def test_folder_dataset_applies_the_transform_and_keeps_keys(tmp_path):
     make_tree(tmp_path)
-    dataset = data.build_dataset(folder_cfg(tmp_path, limit=5), to_tensor)
+    dataset = data.build_dataset(folder_cfg(tmp_path), to_tensor)
     image, label = dataset[1]
     assert image.shape == (3, 10, 12) and label == 1
     assert image[0].max().item() == pytest.approx(40 / 255)

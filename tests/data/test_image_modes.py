@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pcnets.experiments.corruptions import _folder_cell
+from pcnets.experiments.eval_corruptions import _folder_cell
 from PIL import Image
 
 from pcnets.config import compose

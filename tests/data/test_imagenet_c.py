@@ -104,10 +104,9 @@ def test_worker_processes_write_the_same_bytes(val_root, tmp_path):
 
 
 def test_limit_spreads_over_classes_and_bad_val_roots_fail_clearly(val_root, tmp_path):
-    assert val_images(val_root, limit=2) == [
-        f"{WNIDS[0]}/{WNIDS[0]}_0.JPEG",
-        f"{WNIDS[1]}/{WNIDS[1]}_0.JPEG",
-    ]
+    two = val_images(val_root, limit=2)
+    assert len({key.split("/")[0] for key in two}) == 2  # two classes, one image each
+    assert val_images(val_root, limit=2) == two and set(two) <= set(val_images(val_root))
     assert len(val_images(val_root)) == 4
     with pytest.raises(PcnetsError, match="ImageNet val folder not found: .*missing"):
         _make(tmp_path / "missing", tmp_path / "out")

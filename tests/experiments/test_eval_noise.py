@@ -244,8 +244,8 @@ def test_eval_noise_command_writes_metrics_table_and_figure(tmp_path, monkeypatc
     assert accuracy[0] == "| sigma | t=0 | t=1 | t=2 |" and len(accuracy) == 2 + 3
     assert [row.split(" | ")[0] for row in accuracy[2:]] == [
         "| clean (sigma 0)",
-        "| sigma 0.5",
-        "| sigma 1",
+        "| sigma 0.5 normalised = 0.292 px = 1.29 reference",  # this toy's std is 0.583
+        "| sigma 1 normalised = 0.583 px = 2.58 reference",
     ]
     assert "## Change from timestep 0" in table and table.count("| clean (sigma 0) |") == 2
     assert (out / "noise_accuracy.png").stat().st_size > 10_000
@@ -269,3 +269,20 @@ def test_auto_batch_caps_the_cpu_batch_only_where_results_do_not_depend_on_it(tm
     assert loader_config(plain, cpu).batch_size == 50
     with pytest.raises(PcnetsError, match="auto or null"):
         loader_config(noise_cfg(tmp_path, "eval.batch_size=fast"), cpu)
+
+
+def test_sigmas_in_the_papers_units_are_converted_for_the_backbone(tmp_path):
+    # the toy's std has mean 0.5833: reference sigma 0.5 is pixel 0.113, normalised 0.1937
+    cfg = noise_cfg(tmp_path / "run", "eval.sigma_unit=reference", "eval.sigmas=[0,0.5]")
+    result = eval_noise(cfg, pnet=toy_pnet(), progress=False)
+    drawn = sorted(result.metrics["sigma"].unique())
+    assert drawn == pytest.approx([0.0, round(0.5 * 0.226 / (1.75 / 3), 6)])
+    summary = pd.read_csv(result.path / "summary.csv")
+    units = summary[summary["metric"].str.startswith("sigma_")].set_index("metric")["value"]
+    assert units["sigma_reference"].max() == pytest.approx(0.5)
+    assert units["sigma_pixel"].max() == pytest.approx(0.113)
+    table = (result.path / "table.md").read_text()
+    assert "sigma 0.194 normalised = 0.113 px = 0.5 reference" in table
+    assert "given in reference units" in table
+    with pytest.raises(PcnetsError, match="eval.sigma_unit must be one of"):
+        eval_noise(noise_cfg(tmp_path / "bad", "eval.sigma_unit=paper"), pnet=toy_pnet())

@@ -4,6 +4,7 @@ stable per image, the summary is mean(t) / mean(0), and finished sigmas are not 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from helpers import tiny_pnet
@@ -82,8 +83,9 @@ def test_manifold_run_writes_all_sigmas_and_resumes(tmp_path):
     cfg = _cfg()
     result = manifold(cfg, pnet=tiny_pnet(), run=Run("manifold", cfg, out=tmp_path), progress=False)
     metrics = result.metrics
-    assert result.run.path == tmp_path and len(metrics) == 2 * 3 * 4
+    assert result.run.path == tmp_path and len(metrics) == 3 * 2 * 3 * 4  # with the 2 controls
     assert set(metrics["images"]) == {12}
+    metrics = metrics[metrics["comparison"] == "noisy_t_vs_clean_t"]
     assert (metrics[metrics["timestep"] == 0]["normalized"] == 1.0).all()
     assert (tmp_path / "manifold.png").stat().st_size > 10_000
     assert "sigma = 0.5" in (tmp_path / "table.md").read_text()
@@ -98,9 +100,36 @@ def test_manifold_run_writes_all_sigmas_and_resumes(tmp_path):
     pnet.steps = no_steps
     again = manifold(cfg, pnet=pnet, run=Run("manifold", cfg, out=tmp_path), progress=False)
     assert (tmp_path / "cells.jsonl").read_text().count("\n") == lines
-    np.testing.assert_allclose(again.metrics["normalized"], metrics["normalized"])
+    again = again.metrics[again.metrics["comparison"] == "noisy_t_vs_clean_t"]
+    np.testing.assert_allclose(again["normalized"], metrics["normalized"])
 
 
 def test_bad_sigmas_are_refused(tmp_path):
     with pytest.raises(PcnetsError, match=r"manifold.sigmas: 0.0 is not above 0"):
         _cfg("manifold.sigmas=[0.0]")  # at compose time (pcnets.schema bounds)
+
+
+def test_the_controls_compare_with_the_clean_representation_at_t0(tmp_path):
+    pnet = tiny_pnet()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    noise = image_noise([f"k{i}" for i in range(3)], (3, 8, 8), 0)
+    out, ctrl = distances(pnet, x, noise, [0.5, 1.0], 3, controls=True)
+    assert ctrl.shape == (2, 2, 3, 3, 4)
+    np.testing.assert_allclose(ctrl[0, :, :, :, 0], out[:, :, :, 0])  # at t = 0 they agree
+    np.testing.assert_allclose(ctrl[1, :, :, :, 0], 0.0, atol=1e-12)  # clean(0) vs itself
+    # clean(t) vs clean(0) by hand, from the clean images alone
+    clean = [[e.detach().clone() for e in s.states] for s in pnet.steps(x, 3, states=True)]
+    for t in (1, 3):
+        for n in range(3):
+            want = correlation_distance(clean[t][n], clean[0][n]).numpy()
+            np.testing.assert_allclose(ctrl[1, 1, :, n, t], want, atol=1e-6)
+    cfg = _cfg()
+    manifold(cfg, pnet=tiny_pnet(), run=Run("manifold", cfg, out=tmp_path), progress=False)
+    table = (tmp_path / "table.md").read_text()
+    assert "## Controls: is it convergence or a common drift?" in table
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    drift = summary[summary["metric"] == "distance_clean_t_vs_clean_0"]
+    assert len(drift) == 2 * 3 * 4 and (drift[drift["timestep"] == 0]["value"].abs() < 1e-9).all()
+    assert (summary["metric"] == "relative_distance_noisy_t_vs_clean_0").sum() == 2 * 3 * 4
+    assert (summary["metric"] == "relative_distance").sum() == 2 * 3 * 4
+    assert (tmp_path / "manifold_controls.png").stat().st_size > 10_000

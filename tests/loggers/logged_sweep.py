@@ -51,7 +51,7 @@ def toy_pnet() -> PredictiveNet:
 
 def toy_eval_noise(cfg):
     """The eval-noise command's run function, on the toy network."""
-    from pcnets.experiments.noise import run
+    from pcnets.experiments.eval_noise import run
 
     return run(cfg, pnet=toy_pnet(), progress=False)
 

@@ -204,7 +204,7 @@ def test_manifold_and_tune_report_numbers_are_their_summary_csv(tmp_path):
 
 
 def test_findings_state_each_change_and_whether_its_interval_decides_it(tmp_path, cfg):
-    from pcnets.reporting.findings import verdict
+    from pcnets.reporting.findings import decision, verdict
 
     assert verdict(0.5, 2.0) == "higher (the interval excludes 0)"
     assert verdict(-2.0, -0.1) == "lower (the interval excludes 0)"
@@ -222,7 +222,7 @@ def test_findings_state_each_change_and_whether_its_interval_decides_it(tmp_path
     for _, row in change.iterrows():
         name = "clean" if row["sigma"] == 0 else f"sigma {row['sigma']:g}"
         said = f"({row['value']:+.1f} [{row['low']:.1f}, {row['high']:.1f}] pp), "
-        said += verdict(row["low"], row["high"])
+        said += decision(row)  # McNemar, Holm-adjusted: decided only below 0.05
         assert f"{name}: " in text and said in text
     assert "per_sample errors, no gradient scaling; untrained decoders" in text
     assert "relative mCE over all corruptions" in text

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
+from pcnets.data.subsets import stratified_subset
 from pcnets.errors import PcnetsError, suggest
 from pcnets.runtime.distributed import rank, world_size
 from pcnets.runtime.loading import build_loader
@@ -91,8 +92,11 @@ def training_data(cfg: DictConfig, transform) -> tuple[Dataset, list[int], Datas
         val_ds, val_idx = train_ds, [i for i, h in enumerate(held) if h]
     else:
         train_idx, val_idx = list(range(len(train_ds))), list(range(len(val_ds)))
-    if tcfg.get("max_images"):
-        train_idx = train_idx[: int(tcfg.max_images)]
+    if tcfg.get("max_images") and int(tcfg.max_images) < len(train_idx):
+        # a seeded class-stratified draw (data.seed), as data.limit: never the lowest classes
+        seed = int(cfg.data.get("seed") or 0)
+        keys, labels = train_ds.keys, train_ds.targets
+        train_idx = stratified_subset(keys, labels, train_idx, int(tcfg.max_images), seed)
     if tcfg.get("val_max"):
         val_idx = val_idx[: int(tcfg.val_max)]
     if not train_idx:

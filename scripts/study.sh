@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# `make study`: the evidence behind the README's findings (issue 22, item 9), on
+# PEfficientNet-Lite0 and the ImageNet sample, sized for about 60 minutes on a 2-core CPU (the
+# estimates per stage below come from the demo's timings: ~0.015 s per image and timestep).
+# Every stage is a run folder (or a -m sweep folder) under results/study/ and resumes when rerun:
+# finished stages and cells are skipped. SMOKE=1 runs every stage at tiny scale (a few images, 1-2
+# timesteps) in a few minutes: the check that the pipeline holds together.
+#
+# Noise is given in the paper's units (eval.sigma_unit=reference: N(0, sigma^2) on the
+# ImageNet-normalised tensor); each table also states it in Lite0's normalised units (std 0.5)
+# and in pixels. Subsets (data.limit) are seeded class-stratified draws, the same in every stage
+# with the same limit. Sizes are environment variables (STUDY_*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PCNETS=${PCNETS:-.venv/bin/pcnets}
+OUT=${OUT:-results/study}
+if [ "${SMOKE:-0}" = 1 ]; then
+  OUT=${OUT%/}-smoke
+  N=4 N_SWEEP=4 N_CORRUPT=4 N_ATTACK=2 N_MANIFOLD=4 T=1 TUNE_STEPS=1
+  TRAIN=(train.epochs=1 data.limit=24)
+  CORRUPTIONS="[gaussian_noise,fog]" ATTACK=(attack.steps=2 attack.queries=10 attack.checks.num_images=1)
+  PAPER_SIGMAS="[0,0.5]" SWEEP_SIGMAS="[0,0.5]" BOOT=(eval.bootstrap=50)
+  MAX_IMAGES="8,12" ALPHAS="0.01,100" LAMBDAS="choice(0,[0.1,0,0,0,0,0,0,0])"
+else
+  N=${STUDY_IMAGES:-485}                 # the paper's sigma grid: the whole eval half (~8 min)
+  N_SWEEP=${STUDY_SWEEP_IMAGES:-100}     # each job of the ablation sweeps (~30 s a job)
+  N_CORRUPT=${STUDY_CORRUPTION_IMAGES:-100}  # 19 corruptions at severity 3 (~7 min)
+  N_ATTACK=${STUDY_ATTACK_IMAGES:-32}    # BIM, APGD and Square at t=0 and t=T (~10 min)
+  N_MANIFOLD=${STUDY_MANIFOLD_IMAGES:-100}  # convergence with its controls (~2 min)
+  T=${STUDY_TIMESTEPS:-10}               # the paper's T
+  TUNE_STEPS=${STUDY_TUNE_STEPS:-40}     # Adam steps per tuning seed (~3 min a seed)
+  TRAIN=()
+  CORRUPTIONS=all
+  ATTACK=(attack.checks.num_images=2 "attack.queries=${STUDY_SQUARE_QUERIES:-100}")
+  PAPER_SIGMAS="[0,0.25,0.5,0.75,1,2]"   # reference units (the paper's grid)
+  SWEEP_SIGMAS="[0,0.5]"                 # clean and the paper's 0.5 for the ablations
+  BOOT=()
+  MAX_IMAGES="50,100,200"                # decoders fitted on these many images (+ all 431)
+  ALPHAS=${STUDY_ALPHAS:-0.01,1,100,10000}  # the alpha dose-response
+fi
+NET=(backbone=efficientnet_lite0 data=imagenet_sample)
+DEC_FILE="$OUT/train-feedback/decoders.pt"
+DEC="pc.decoders=$DEC_FILE"
+EVAL=(data.split=eval "$DEC" eval.sigma_unit=reference "${BOOT[@]}")
+# Lite0's std is 0.5: the paper's (reference) sigma s is normalised sigma s x 0.226 / 0.5. tune
+# and manifold take normalised sigmas: reference 0.5 and 1.0 -> 0.226, 0.452; 0.25 -> 0.113.
+TUNE_SIGMAS="[0.226,0.452]"
+MANIFOLD_SIGMAS="[0.113,0.226,0.452]"
+# The encoders of Lite0 (B0's layout: 8). lambda on one at a time; the top one has no feedback.
+ONE_LAMBDA="choice(0,[0.1,0,0,0,0,0,0,0],[0,0.1,0,0,0,0,0,0],[0,0,0.1,0,0,0,0,0],[0,0,0,0.1,0,0,0,0],[0,0,0,0,0.1,0,0,0],[0,0,0,0,0,0.1,0,0],[0,0,0,0,0,0,0.1,0])"
+start=$(date +%s)
+stage() { echo; echo "== $1 ($(($(date +%s) - start)) s so far)"; }
+
+stage "1/11 decoders by least squares on the decoders half (431 training images)"
+"$PCNETS" train-feedback "${NET[@]}" data.split=decoders train=demo "${TRAIN[@]}" \
+  --out "$OUT/train-feedback"
+
+stage "2/11 the paper's sigma grid (reference units) at T=$T on $N eval images"
+"$PCNETS" eval-noise "${NET[@]}" "${EVAL[@]}" "data.limit=$N" "eval.sigmas=$PAPER_SIGMAS" \
+  --timesteps "$T" --out "$OUT/eval-noise"
+
+stage "3/11 alpha dose-response: per-sample errors with and without gradient scaling"
+"$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
+  "pc.timesteps=$T" "pc.alpha=$ALPHAS" pc.gradient_scaling=false,true --out "$OUT/alpha"
+
+stage "4/11 alpha dose-response: batch-mean errors (the reference code's)"
+"$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
+  "pc.timesteps=$T" "pc.alpha=$ALPHAS" pc.error_reduction=batch_mean \
+  --out "$OUT/alpha-batch-mean"
+
+stage "5/11 lambda on one encoder at a time (job 0: lambda 0 everywhere, the baseline)"
+"$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
+  "pc.timesteps=$T" "pc.lam=${LAMBDAS:-$ONE_LAMBDA}" --out "$OUT/lambda-per-layer"
+
+stage "6/11 decoder quality: decoders fitted on $MAX_IMAGES images (held-out R^2 in each run)"
+"$PCNETS" train-feedback -m "${NET[@]}" data.split=decoders train=demo "${TRAIN[@]}" \
+  "train.max_images=$MAX_IMAGES" --out "$OUT/decoders-by-size"
+JOBS=$(echo "$MAX_IMAGES" | tr ',' '\n' | awk -v d="$OUT/decoders-by-size" '{printf "%s%s/%d/decoders.pt", (NR>1?",":""), d, NR-1}')
+"$PCNETS" eval-noise -m "${NET[@]}" data.split=eval eval.sigma_unit=reference "${BOOT[@]}" \
+  "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" "pc.timesteps=$T" \
+  "pc.decoders=$DEC_FILE,$JOBS" --out "$OUT/decoder-quality"
+
+stage "7/11 tuning with 3 seeds, sigma and T matched to the evaluation"
+"$PCNETS" tune -m "${NET[@]}" data.split=decoders "$DEC" seed=0,1,2 "tune.steps=$TUNE_STEPS" \
+  tune.batch_size=8 tune.lr=0.05 "tune.timesteps=$T" "tune.sigmas=$TUNE_SIGMAS" --out "$OUT/tune"
+"$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
+  "pc.timesteps=$T" "pc.hyper=null,$OUT/tune/0/hyper.json,$OUT/tune/1/hyper.json,$OUT/tune/2/hyper.json" \
+  --out "$OUT/tuned-vs-default"
+
+stage "8/11 all 19 corruptions at severity 3 on $N_CORRUPT stratified images"
+# severity 3 only: 19 corruptions x 5 severities would be 5x the time; the middle severity keeps
+# every corruption (the relative mCE is a mean over corruptions).
+"$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=$N_CORRUPT" \
+  "corruptions.names=$CORRUPTIONS" "corruptions.severities=[3]" --timesteps "$T" \
+  --out "$OUT/eval-corruptions"
+
+stage "9/11 attacks on $N_ATTACK images: BIM, APGD and Square at t=0 and t=$T"
+"$PCNETS" attack "${NET[@]}" data.split=eval "$DEC" attack=bim "attack.also=[apgd,square]" \
+  "attack.num_images=$N_ATTACK" "attack.timesteps=[0,$T]" attack.allow_suspect=true \
+  "${ATTACK[@]}" --eps "${STUDY_EPS:-0.001,0.004}" --out "$OUT/attack"
+
+stage "10/11 convergence to clean representations, with its controls"
+"$PCNETS" manifold "${NET[@]}" data.split=eval "$DEC" "data.limit=$N_MANIFOLD" \
+  "manifold.timesteps=$T" "manifold.sigmas=$MANIFOLD_SIGMAS" --out "$OUT/manifold"
+
+stage "11/11 the report (and each sweep's sweep.md)"
+SWEEPS=(alpha alpha-batch-mean lambda-per-layer decoder-quality tuned-vs-default tune)
+"$PCNETS" report "$OUT/train-feedback" "$OUT/eval-noise" "$OUT/eval-corruptions" "$OUT/attack" \
+  "$OUT/manifold" "$OUT/decoders-by-size" "${SWEEPS[@]/#/$OUT/}" --out "$OUT/REPORT.md"
+echo; echo "study finished in $(($(date +%s) - start)) s: $OUT/REPORT.md"
