@@ -14,7 +14,7 @@ from pcnets.cli.completion import complete_overrides
 from pcnets.config import root_groups
 
 COMMANDS = ("eval-noise", "eval-corruptions", "attack", "tune", "manifold", "train-feedback")
-ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn"]
+ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn", "fast_kernels"]
 
 
 def cli(*args: str):
