@@ -14,7 +14,7 @@ from pcnets.cli.completion import complete_overrides
 from pcnets.config import CONF_DIR, root_groups
 from pcnets.reporting.commands import COMMANDS, CommandSpec
 
-ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn"]
+ROOT_KEYS = ["device", "seed", "out", "amp", "channels_last", "compile", "fold_bn", "fast_kernels"]
 
 
 def cli(*args: str):
