@@ -47,11 +47,11 @@ def test_every_option_of_every_group_composes_in_every_root_using_it(root):
 
 def test_each_command_composes_only_its_groups():
     used = {c: root_groups(c) for c in COMMANDS}
-    assert used["eval-noise"] == ["backbone", "pc", "data", "eval"]
-    assert used["train-feedback"] == ["backbone", "pc", "data", "train"]
-    assert used["attack"] == ["backbone", "pc", "data", "attack"]
+    assert used["eval-noise"] == ["backbone", "pc", "data", "eval", "logger"]
+    assert used["train-feedback"] == ["backbone", "pc", "data", "train", "logger"]
+    assert used["attack"] == ["backbone", "pc", "data", "attack", "logger"]
     cfg = compose([], "manifold")
-    assert list(cfg) == [*ROOT_KEYS, "backbone", "pc", "data", "manifold"]
+    assert list(cfg) == [*ROOT_KEYS, "backbone", "pc", "data", "manifold", "logger"]
     assert set(groups()) >= {g for c in COMMANDS for g in used[c]}
 
 

@@ -72,8 +72,8 @@ def report(
     path, runs = write_report(paths, out, copy_figures, render, strict)
     echo(f"wrote {path} ({len(runs)} run folder{'' if len(runs) == 1 else 's'})")
     if export is not None:
-        from pcnets.results import export as write_table
-        from pcnets.results import load
+        from pcnets.reporting.results import export as write_table
+        from pcnets.reporting.results import load
 
         frame = load([run.path for run in runs], summary=summary)
         echo(f"wrote {write_table(frame, export)} ({len(frame)} rows, {frame.shape[1]} columns)")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from pcnets.results import swept_values
+from pcnets.reporting.results import swept_values
 from pcnets.runtime.runs import run_labels
 
 LABELS = ("run_id", "backbone", "decoders")

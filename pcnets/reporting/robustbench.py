@@ -50,7 +50,7 @@ def model_info(run_path: str | Path, name: str | None = None) -> dict:
     mce = _summary_mce(run.path)
     decoders = OmegaConf.select(cfg, "pc.decoders", default=None)
     arch = str(OmegaConf.select(cfg, "backbone.name", default="?"))
-    from pcnets.results import decoder_r2
+    from pcnets.reporting.results import decoder_r2
 
     return {
         "link": None,

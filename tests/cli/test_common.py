@@ -104,7 +104,8 @@ def test_configs_lists_groups_options_with_their_first_comment_and_the_commands(
         "per stage, default decoders."
     ]
     assert any(
-        line.split()[:5] == ["eval-noise", "backbone,", "pc,", "data,", "eval:"] for line in lines
+        line.split()[:6] == ["eval-noise", "backbone,", "pc,", "data,", "eval,", "logger:"]
+        for line in lines
     )
     one = cli("configs", "pc")
     assert one.stdout.splitlines()[0].startswith("pc/") and len(one.stdout.splitlines()) == 3
