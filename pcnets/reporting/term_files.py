@@ -45,7 +45,7 @@ def load_terms(path: Path) -> pd.DataFrame | None:
     files = sorted((Path(path) / TERMS_DIR).glob("*.csv"))
     if not files:
         return None
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return pd.concat([pd.read_csv(f, dtype={"layer": str}) for f in files], ignore_index=True)
 
 
 def pooled(terms: pd.DataFrame, by: list[str]) -> pd.DataFrame:
