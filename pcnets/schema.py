@@ -132,6 +132,7 @@ class Eval:
     batch_size: Any = bounded("auto", ">= 1")
     bootstrap: int = bounded(1000, ">= 1")
     level: float = bounded(0.95, "(0, 1)")
+    terms: bool = True
 
 
 @dataclass
@@ -197,6 +198,7 @@ class Manifold:
     split: str = "val"
     n_resamples: int = bounded(1000, ">= 1")
     level: float = bounded(0.95, "(0, 1)")
+    terms: bool = True
 
 
 @dataclass

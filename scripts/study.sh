@@ -20,7 +20,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   TRAIN=(train.epochs=1 data.limit=24)
   CORRUPTIONS="[gaussian_noise,fog]" ATTACK=(attack.steps=2 attack.queries=10 attack.checks.num_images=1)
   PAPER_SIGMAS="[0,0.5]" SWEEP_SIGMAS="[0,0.5]" BOOT=(eval.bootstrap=50)
-  MAX_IMAGES="8,12" ALPHAS="0.01,100" LAMBDAS="choice(0,[0.1,0,0,0,0,0,0,0])"
+  MAX_IMAGES="8,12" ALPHAS="0.01,100" REL_ALPHAS="0.001,0.1" LAMBDAS="choice(0,[0.1,0,0,0,0,0,0,0])"
 else
   N=${STUDY_IMAGES:-485}                 # the paper's sigma grid: the whole eval half (~8 min)
   N_SWEEP=${STUDY_SWEEP_IMAGES:-100}     # each job of the ablation sweeps (~30 s a job)
@@ -37,6 +37,7 @@ else
   BOOT=()
   MAX_IMAGES="50,100,200"                # decoders fitted on these many images (+ all 431)
   ALPHAS=${STUDY_ALPHAS:-0.01,1,100,10000}  # the alpha dose-response
+  REL_ALPHAS=${STUDY_RELATIVE_ALPHAS:-0.001,0.01,0.1}  # alpha as a fraction of ||e_n|| (relative)
 fi
 NET=(backbone=efficientnet_lite0 data=imagenet_sample)
 DEC_FILE="$OUT/train-feedback/decoders.pt"
@@ -51,28 +52,33 @@ ONE_LAMBDA="choice(0,[0.1,0,0,0,0,0,0,0],[0,0.1,0,0,0,0,0,0],[0,0,0.1,0,0,0,0,0]
 start=$(date +%s)
 stage() { echo; echo "== $1 ($(($(date +%s) - start)) s so far)"; }
 
-stage "1/11 decoders by least squares on the decoders half (431 training images)"
+stage "1/12 decoders by least squares on the decoders half (431 training images)"
 "$PCNETS" train-feedback "${NET[@]}" data.split=decoders train=demo "${TRAIN[@]}" \
   --out "$OUT/train-feedback"
 
-stage "2/11 the paper's sigma grid (reference units) at T=$T on $N eval images"
+stage "2/12 the paper's sigma grid (reference units) at T=$T on $N eval images"
 "$PCNETS" eval-noise "${NET[@]}" "${EVAL[@]}" "data.limit=$N" "eval.sigmas=$PAPER_SIGMAS" \
   --timesteps "$T" --out "$OUT/eval-noise"
 
-stage "3/11 alpha dose-response: per-sample errors with and without gradient scaling"
+stage "3/12 alpha dose-response: per-sample errors with and without gradient scaling"
 "$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
   "pc.timesteps=$T" "pc.alpha=$ALPHAS" pc.gradient_scaling=false,true --out "$OUT/alpha"
 
-stage "4/11 alpha dose-response: batch-mean errors (the reference code's)"
+stage "4/12 alpha dose-response: batch-mean errors (the reference code's)"
 "$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
   "pc.timesteps=$T" "pc.alpha=$ALPHAS" pc.error_reduction=batch_mean \
   --out "$OUT/alpha-batch-mean"
 
-stage "5/11 lambda on one encoder at a time (job 0: lambda 0 everywhere, the baseline)"
+stage "5/12 alpha dose-response: relative normalisation (alpha x ||e_n|| along g_n; beyond the paper)"
+"$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
+  "pc.timesteps=$T" "pc.alpha=$REL_ALPHAS" pc.alpha_normalization=relative \
+  --out "$OUT/alpha-relative"
+
+stage "6/12 lambda on one encoder at a time (job 0: lambda 0 everywhere, the baseline)"
 "$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
   "pc.timesteps=$T" "pc.lam=${LAMBDAS:-$ONE_LAMBDA}" --out "$OUT/lambda-per-layer"
 
-stage "6/11 decoder quality: decoders fitted on $MAX_IMAGES images (held-out R^2 in each run)"
+stage "7/12 decoder quality: decoders fitted on $MAX_IMAGES images (held-out R^2 in each run)"
 "$PCNETS" train-feedback -m "${NET[@]}" data.split=decoders train=demo "${TRAIN[@]}" \
   "train.max_images=$MAX_IMAGES" --out "$OUT/decoders-by-size"
 JOBS=$(echo "$MAX_IMAGES" | tr ',' '\n' | awk -v d="$OUT/decoders-by-size" '{printf "%s%s/%d/decoders.pt", (NR>1?",":""), d, NR-1}')
@@ -80,31 +86,31 @@ JOBS=$(echo "$MAX_IMAGES" | tr ',' '\n' | awk -v d="$OUT/decoders-by-size" '{pri
   "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" "pc.timesteps=$T" \
   "pc.decoders=$DEC_FILE,$JOBS" --out "$OUT/decoder-quality"
 
-stage "7/11 tuning with 3 seeds, sigma and T matched to the evaluation"
+stage "8/12 tuning with 3 seeds, sigma and T matched to the evaluation"
 "$PCNETS" tune -m "${NET[@]}" data.split=decoders "$DEC" seed=0,1,2 "tune.steps=$TUNE_STEPS" \
   tune.batch_size=8 tune.lr=0.05 "tune.timesteps=$T" "tune.sigmas=$TUNE_SIGMAS" --out "$OUT/tune"
 "$PCNETS" eval-noise -m "${NET[@]}" "${EVAL[@]}" "data.limit=$N_SWEEP" "eval.sigmas=$SWEEP_SIGMAS" \
   "pc.timesteps=$T" "pc.hyper=null,$OUT/tune/0/hyper.json,$OUT/tune/1/hyper.json,$OUT/tune/2/hyper.json" \
   --out "$OUT/tuned-vs-default"
 
-stage "8/11 all 19 corruptions at severity 3 on $N_CORRUPT stratified images"
+stage "9/12 all 19 corruptions at severity 3 on $N_CORRUPT stratified images"
 # severity 3 only: 19 corruptions x 5 severities would be 5x the time; the middle severity keeps
 # every corruption (the relative mCE is a mean over corruptions).
 "$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=$N_CORRUPT" \
   "corruptions.names=$CORRUPTIONS" "corruptions.severities=[3]" --timesteps "$T" \
   --out "$OUT/eval-corruptions"
 
-stage "9/11 attacks on $N_ATTACK images: BIM, APGD and Square at t=0 and t=$T"
+stage "10/12 attacks on $N_ATTACK images: BIM, APGD and Square at t=0 and t=$T"
 "$PCNETS" attack "${NET[@]}" data.split=eval "$DEC" attack=bim "attack.also=[apgd,square]" \
   "attack.num_images=$N_ATTACK" "attack.timesteps=[0,$T]" attack.allow_suspect=true \
   "${ATTACK[@]}" --eps "${STUDY_EPS:-0.001,0.004}" --out "$OUT/attack"
 
-stage "10/11 convergence to clean representations, with its controls"
+stage "11/12 convergence to clean representations, with its controls"
 "$PCNETS" manifold "${NET[@]}" data.split=eval "$DEC" "data.limit=$N_MANIFOLD" \
   "manifold.timesteps=$T" "manifold.sigmas=$MANIFOLD_SIGMAS" --out "$OUT/manifold"
 
-stage "11/11 the report (and each sweep's sweep.md)"
-SWEEPS=(alpha alpha-batch-mean lambda-per-layer decoder-quality tuned-vs-default tune)
+stage "12/12 the report (and each sweep's sweep.md)"
+SWEEPS=(alpha alpha-batch-mean alpha-relative lambda-per-layer decoder-quality tuned-vs-default tune)
 "$PCNETS" report "$OUT/train-feedback" "$OUT/eval-noise" "$OUT/eval-corruptions" "$OUT/attack" \
   "$OUT/manifold" "$OUT/decoders-by-size" "${SWEEPS[@]/#/$OUT/}" --out "$OUT/REPORT.md"
 echo; echo "study finished in $(($(date +%s) - start)) s: $OUT/REPORT.md"

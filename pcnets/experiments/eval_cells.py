@@ -23,6 +23,8 @@ from pcnets.core.pnet import PredictiveNet
 from pcnets.data import WithIndex
 from pcnets.errors import PcnetsError
 from pcnets.progress import progress as progress_bar
+from pcnets.reporting.term_files import new_sizes, records_terms, save_cell_terms
+from pcnets.reporting.terms import TermSizes
 from pcnets.runtime.cell_images import IMAGES, save_cell_images
 from pcnets.runtime.distributed import all_reduce_sum, is_main
 from pcnets.runtime.loading import build_loader
@@ -72,12 +74,18 @@ def predict(
     timesteps: int,
     num_images: int,
     bar: tqdm | None = None,
+    sizes: TermSizes | None = None,
 ) -> np.ndarray:
     """Top-1 class of every image at every timestep, shape (num_images, timesteps + 1), from a
-    loader of (image, label, index) batches; this process's shard is gathered with the others'."""
+    loader of (image, label, index) batches; this process's shard is gathered with the others'.
+    With ``sizes``, the term sizes of every step are added to it (summed over the processes)."""
     found = np.zeros((num_images, timesteps + 2), dtype=np.int64)  # last column: times seen
     for images, _, index in session.batches(loader):
-        logits = session.run(pnet, images, timesteps)
+        if sizes is None:
+            logits = session.run(pnet, images, timesteps)
+        else:
+            steps = sizes.add_steps(session.steps(pnet, images, timesteps, terms=True))
+            logits = [step.logits for step in steps]
         top = torch.stack([out.argmax(dim=1) for out in logits], dim=1).cpu().numpy()
         index = index.cpu().numpy()
         found[index, :-1] = top
@@ -87,6 +95,8 @@ def predict(
     found = all_reduce_sum(found)  # each image is in one shard: the sum is a gather
     if (found[:, -1] != 1).any():
         raise RuntimeError("some images were predicted by no process, or by more than one")
+    if sizes is not None:
+        sizes.reduce()
     return found[:, :-1]
 
 
@@ -115,8 +125,10 @@ def evaluate_cells(
     progress: bool = True,
 ) -> None:
     """Run every unfinished cell at timesteps 0..``timesteps``, its images loaded by ``data_cfg``
-    (loader_config's): predictions per image and timestep, then its .npz and rows."""
+    (loader_config's): predictions per image and timestep, then its .npz, its term sizes
+    (terms/<cell>.csv, unless eval.terms is false) and rows."""
     run = session.run_folder
+    terms = records_terms(session.cfg)
     todo = [cell for cell in cells if not _finished(run, cell)]
     show = progress and run.writer
     outer = progress_bar(total=len(cells), initial=len(cells) - len(todo), desc="cells", show=show)
@@ -131,10 +143,14 @@ def evaluate_cells(
                 leave=False,
                 show=show,
             ) as bar:
-                predictions = predict(session, pnet, loader, timesteps, len(dataset), bar)
+                sizes = new_sizes(pnet, timesteps) if terms else None
+                predictions = predict(session, pnet, loader, timesteps, len(dataset), bar, sizes)
             labels = np.asarray(dataset.targets)
             if run.writer:
                 save_cell_images(run.path / IMAGES / cell.file, dataset.keys, labels, predictions)
+                if sizes is not None:
+                    names = pnet.encoder_names
+                    save_cell_terms(run.path, cell.file, sizes, names, cell.fields)
             run.record(cell.key, cell_rows(predictions == labels[:, None], cell.fields))
             outer.update(1)
 

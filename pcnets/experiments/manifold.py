@@ -26,6 +26,7 @@ from pcnets.experiments.eval_cells import open_session
 from pcnets.intervals import bootstrap_means, percentile_interval
 from pcnets.progress import progress as bar_of
 from pcnets.reporting.manifold import COMPARISONS, render
+from pcnets.reporting.term_files import new_sizes, records_terms, save_cell_terms
 from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 from pcnets.runtime.loading import build_loader
 from pcnets.runtime.runs import Run, cell_key
@@ -55,6 +56,7 @@ def distances(
     sigmas: list[float],
     timesteps: int,
     controls: bool = False,
+    sizes: list | None = None,
 ):
     """Correlation distances, shape (sigma, image, encoder, timestep), of [0,1] images ``x`` with
     ``noise`` * sigma * channel std added, against the clean images, for t = 0..timesteps.
@@ -66,14 +68,17 @@ def distances(
     timestep): noisy(t) vs clean(0) and clean(t) vs clean(0). If noisy(t) approaches clean(t)
     only because both drift the same way (towards the decoders' prior), clean(t) moves away from
     clean(0) and noisy(t) does not approach clean(0): convergence is told apart from a common
-    drift.
+    drift. With ``sizes`` (a TermSizes per sigma), the term sizes of each sigma's noisy copies
+    are added to them.
     """
     b = x.shape[0]
     batch = torch.cat([x] + [add_noise(x, s, std=pnet.std, noise=noise) for s in sigmas])
     out = np.zeros((len(sigmas), b, pnet.num_encoders, timesteps + 1))
     ctrl = np.zeros((2, len(sigmas), b, pnet.num_encoders, timesteps + 1))
     first: list[Tensor] = []
-    for step in pnet.steps(batch, timesteps, states=True):
+    for step in pnet.steps(batch, timesteps, states=True, terms=sizes is not None):
+        for k, part in enumerate(sizes if step.terms is not None else []):
+            part.add(step.t, step.terms[:, :, (k + 1) * b : (k + 2) * b])
         for n, e in enumerate(step.states):
             clean = e[:b]
             if step.t == 0:
@@ -166,13 +171,19 @@ def manifold(
     done = all_reduce_sum([int(run.writer and run.is_done(cell_key(sigma=s))) for s in sigmas])
     pending = [s for s, d in zip(sigmas, done, strict=True) if d == 0]
     if pending:
-        dist, ctrl = _distances(session, pnet, pending, timesteps, progress)
+        sizes = (
+            [new_sizes(pnet, timesteps) for _ in pending] if records_terms(cfg, "manifold") else []
+        )
+        dist, ctrl = _distances(session, pnet, pending, timesteps, progress, sizes)
         if run.writer:
             stats = (int(mc.n_resamples), int(cfg.seed), float(mc.level))
             for k, sigma in enumerate(pending):
                 rows = summarize(dist[k], names, sigma, *stats)
                 for c, comparison in enumerate(COMPARISONS[1:]):
                     rows += summarize(ctrl[c, k], names, sigma, *stats, comparison=comparison)
+                if sizes:
+                    fields = {"condition": "noise", "sigma": sigma}
+                    save_cell_terms(run.path, f"sigma={sigma:g}", sizes[k], names, fields)
                 run.record(cell_key(sigma=sigma), rows)
     metrics, summary = pd.DataFrame(), []
     if run.writer:
@@ -183,8 +194,9 @@ def manifold(
     return ManifoldResult(run.path, metrics, summary, run=run)
 
 
-def _distances(session: Session, pnet, pending: list[float], timesteps: int, progress: bool):
-    """Distances (sigma, image, encoder, timestep) of every image, gathered over the processes."""
+def _distances(session: Session, pnet, pending, timesteps: int, progress: bool, sizes: list):
+    """Distances (sigma, image, encoder, timestep) of every image, gathered over the processes;
+    the term sizes of each pending sigma into ``sizes`` (none when it is empty)."""
     cfg = session.cfg
     dataset = WithIndex(build_dataset(cfg.data, pnet.transform, split=str(cfg.manifold.split)))
     if len(dataset) == 0:
@@ -202,9 +214,11 @@ def _distances(session: Session, pnet, pending: list[float], timesteps: int, pro
             noise = image_noise(keys, tuple(x.shape[1:]), int(cfg.seed))
             with session.autocast():
                 dist[:, index], ctrl[:, :, index] = distances(
-                    pnet, x, noise, pending, timesteps, controls=True
+                    pnet, x, noise, pending, timesteps, controls=True, sizes=sizes or None
                 )
             bar.update(len(index))
+    for part in sizes:
+        part.reduce()
     # every image's row comes from exactly one process
     return all_reduce_sum(dist), all_reduce_sum(ctrl)
 

@@ -21,6 +21,7 @@ from pcnets.metrics import ALEXNET_ERR, ALL_CORRUPTIONS, SEVERITIES, mce_interva
 from pcnets.reporting.corruption_figures import grid_figure, mce_figure
 from pcnets.reporting.corruption_text import corruption_lines, labelled
 from pcnets.reporting.tables import bootstrap_settings, summary_row, write_summary
+from pcnets.reporting.term_files import render_terms
 from pcnets.runtime.cell_images import IMAGES, load_cell_images
 from pcnets.runtime.files import atomic_write
 
@@ -221,6 +222,7 @@ def render(path: str | Path) -> list[str]:
         st["relative"][0],
         n,
     )
-    atomic_write(path / "table.md", "\n".join(lines) + skipped_note())
-    write_summary(path, summary_rows(st))
+    term_rows, term_lines = render_terms(path, cfg.backbone.name, ["corruption"])
+    atomic_write(path / "table.md", "\n".join(lines + ["", *term_lines]) + skipped_note())
+    write_summary(path, summary_rows(st) + term_rows)
     return summary

@@ -15,6 +15,7 @@ from pcnets.reporting.manifold_controls import (
     control_table,
 )
 from pcnets.reporting.tables import markdown_table, summary_row, write_summary
+from pcnets.reporting.term_files import load_terms, render_terms
 from pcnets.runtime.files import atomic_write
 
 # What each distance compares: the reference's measure, then the two controls (issue 22, 7).
@@ -45,9 +46,13 @@ def render(path: str | Path) -> list[str]:
         text += "\n" + control_table(metrics, controls)
         control_figure(metrics, controls, path / "manifold_controls.png", title=backbone)
         rows += control_summary_rows(controls)
-    atomic_write(path / "table.md", text)
+    terms = load_terms(path)
+    if terms is not None:
+        terms = terms[terms["sigma"].isin(sigmas)]
+    term_rows, term_lines = render_terms(path, backbone, ["sigma"], terms)
+    atomic_write(path / "table.md", "\n".join([text, *term_lines]))
     manifold_figure(metrics, path / "manifold.png", title=backbone)
-    write_summary(path, rows)
+    write_summary(path, rows + term_rows)
     last = metrics[metrics["timestep"] == metrics["timestep"].max()]
     lines = []
     for sigma, part in last.groupby("sigma"):

@@ -24,6 +24,7 @@ from pcnets.reporting.tables import (
     summary_row,
     write_summary,
 )
+from pcnets.reporting.term_files import render_terms
 from pcnets.runtime.cell_images import IMAGES, load_cell_images
 from pcnets.runtime.files import atomic_write
 
@@ -175,8 +176,9 @@ def render(path: str | Path) -> list[str]:
         "",
     ]
     _figure(path / "noise_accuracy.png", cfg, stats, n, pct, space, units)
-    atomic_write(path / "table.md", "\n".join(lines) + skipped_note())
-    write_summary(path, summary_rows(stats, units))
+    term_rows, term_lines = render_terms(path, cfg.backbone.name, ["sigma"])
+    atomic_write(path / "table.md", "\n".join(lines + term_lines) + skipped_note())
+    write_summary(path, summary_rows(stats, units) + term_rows)
     return summary
 
 

@@ -6,6 +6,7 @@ times the path the experiments take.
     pnet = session.prepare(pnet)                    # device, eval mode, memory format, compile
     for x, y, idx in session.batches(loader): ...   # batches already on the device (prefetched)
     logits = session.run(pnet, x, T)                # pnet.run under the session's autocast
+    steps = session.steps(pnet, x, T, terms=True)   # pnet.steps likewise (e.g. term sizes)
     session.finish(result)                          # provenance: finished, with the numerics
 """
 
@@ -116,6 +117,18 @@ class Session:
         with self.autocast():
             logits = pnet.run(self.to_device(x), timesteps, **kwargs)
         return [z.float() for z in logits]
+
+    @torch.no_grad()
+    def steps(self, pnet, x: Tensor, timesteps: int, **kwargs) -> list:
+        """pnet.steps with this session's numerics, all of them (the run is over when this
+        returns); logits and term sizes come back in fp32."""
+        with self.autocast():
+            steps = list(pnet.steps(self.to_device(x), timesteps, **kwargs))
+        for step in steps:
+            step.logits = step.logits.float()
+            if step.terms is not None:
+                step.terms = step.terms.float()
+        return steps
 
     def peak_memory(self) -> PeakMemory:
         """A context that measures the peak memory of its block on this session's device."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from test_eval_noise import TIMESTEPS, toy_pnet
@@ -92,6 +93,14 @@ def test_eval_corruptions_generated_and_from_a_folder_agree(tmp_path, sample_roo
         assert f"| {name} | " in table
     assert "an approximation of the standard number" in table  # 2 of 5 severities
     assert (generated.path / "mce.png").is_file() and (generated.path / "corruptions.png").is_file()
+    terms = pd.read_csv(generated.path / "terms.csv")  # per corruption x severity cell
+    assert len(terms.drop_duplicates(["corruption", "severity"])) == 3 * 2
+    assert len(terms) == 3 * 2 * toy_pnet().num_encoders * 4 * TIMESTEPS
+    assert set(terms["images"]) == {3} and "alpha * g is" in table
+    summary = pd.read_csv(generated.path / "summary.csv")  # pooled over the severities
+    ratio = summary[summary["metric"] == "term_ratio"]
+    assert sorted(set(ratio["corruption"])) == ["fog", "gaussian_noise", "speckle_noise"]
+    assert set(ratio["n"]) == {6}
 
     tree = tmp_path / "tree"
     make_imagenet_c(

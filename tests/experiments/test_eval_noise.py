@@ -158,26 +158,35 @@ def test_a_cut_short_run_resumes_without_recomputing_finished_cells(tmp_path):
     cfg = noise_cfg(tmp_path / "run", "eval.batch_size=6")  # 2 batches per cell
     pnet = toy_pnet()
     calls = []
-    plain_run = pnet.run
+    plain_steps = pnet.steps  # pnet.run goes through it too
 
     def counted(x, timesteps=10, **kw):
         calls.append(len(x))
         if len(calls) == 3:  # the first batch of the second cell
             raise KeyboardInterrupt
-        return plain_run(x, timesteps=timesteps, **kw)
+        return plain_steps(x, timesteps, **kw)
 
-    pnet.run = counted
+    pnet.steps = counted
     with pytest.raises(KeyboardInterrupt):
         eval_noise(cfg, pnet=pnet, progress=False)
     log = (tmp_path / "run" / "cells.jsonl").read_text().splitlines()
     assert [json.loads(line)["cell"] for line in log] == ['{"sigma": 0.0}']
+    parts = tmp_path / "run" / "terms"
+    assert [p.name for p in parts.iterdir()] == ["noise_sigma=0.csv"]  # with its cell only
+    first = (parts / "noise_sigma=0.csv").read_bytes()
     calls.clear()
-    pnet.run = lambda x, timesteps=10, **kw: calls.append(len(x)) or plain_run(x, timesteps, **kw)
+    pnet.steps = lambda x, timesteps=10, **kw: (
+        calls.append(len(x)) or plain_steps(x, timesteps, **kw)
+    )
     resumed = eval_noise(cfg, pnet=pnet, progress=False)
     assert calls == [6, 6, 6, 6]  # 2 cells x 2 batches: the finished cell was not run again
     assert len((tmp_path / "run" / "cells.jsonl").read_text().splitlines()) == 3
+    assert (parts / "noise_sigma=0.csv").read_bytes() == first  # its term sizes were kept
     fresh = eval_noise(noise_cfg(tmp_path / "fresh", "eval.batch_size=6"), toy_pnet(), None, False)
     assert resumed.metrics.equals(fresh.metrics)
+    kept, again = (pd.read_csv(r.path / "terms.csv") for r in (resumed, fresh))
+    assert len(kept) == 3 * 2 * 4 * TIMESTEPS
+    pd.testing.assert_frame_equal(kept, again)
 
 
 SCRIPT = """

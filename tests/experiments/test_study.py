@@ -16,6 +16,7 @@ RUNS = ("train-feedback", "eval-noise", "eval-corruptions", "attack", "manifold"
 SWEEPS = {  # sweep folder: jobs
     "alpha": 4,
     "alpha-batch-mean": 2,
+    "alpha-relative": 2,
     "lambda-per-layer": 2,
     "decoders-by-size": 2,
     "decoder-quality": 3,
@@ -53,4 +54,6 @@ def test_smoke_study_writes_every_stage(tmp_path, sample_root):
     ref = units[units["metric"] == "sigma_reference"]["value"]
     assert sorted(ref.round(6)) == [0.0, 0.5]
     assert (out / "eval-noise" / "subset.txt").read_text().count("\n") == 4
+    terms = pd.read_csv(out / "alpha-relative" / "1" / "terms.csv")  # alpha 0.1 x ||e_n||
+    assert (terms[terms["term"] == "error"]["term_ratio"] > 0).any()
     assert "## Findings" in (out / "REPORT.md").read_text()
