@@ -9,10 +9,10 @@ import sys
 
 import pytest
 from helpers import REPO
-from pcnets.experiments.attack.attack_run import few_images_line
 
 from pcnets.config import compose
 from pcnets.errors import PcnetsError
+from pcnets.experiments.attack.attack_run import few_images_line
 from pcnets.experiments.attack.selection import Selection
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.runtime.runs import Run, cell_key

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pcnets.experiments.eval_corruptions import _folder_cell
 from PIL import Image
 
 from pcnets.config import compose
 from pcnets.data.imagenet_c_tree import ImageNetCFolder
 from pcnets.data.images import UnreadableImage, open_rgb, skipped_images
 from pcnets.errors import PcnetsError
+from pcnets.experiments.eval_corruptions import _folder_cell
 
 
 def saved(tmp_path, img: Image.Image, name: str):

@@ -49,9 +49,8 @@ class Tensors(torch.utils.data.Dataset):
 
 
 def test_robustbench_clean_accuracy_equals_pcnets_accuracy_at_every_timestep(tmp_path):
-    from pcnets.experiments.eval_noise import run as eval_noise
-
     from pcnets.config import compose
+    from pcnets.experiments.eval_noise import run as eval_noise
 
     utils = robustbench_utils()
     pnet, x, labels = labelled_net(24)
@@ -77,9 +76,8 @@ def test_robustbench_clean_accuracy_equals_pcnets_accuracy_at_every_timestep(tmp
 def test_export_robustbench_writes_its_model_info_fields_from_an_eval_corruptions_run(
     tmp_path, sample_root, monkeypatch
 ):
-    from pcnets.experiments.eval_corruptions import run as eval_corruptions
-
     from pcnets.config import compose
+    from pcnets.experiments.eval_corruptions import run as eval_corruptions
 
     utils = robustbench_utils()
     monkeypatch.setenv("PCNETS_DATA_DIR", str(sample_root.parent))
