@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_TIMESTEPS = 100  # the paper uses up to 15
+# The most timesteps a run may unroll (pc.timesteps, --timesteps): the paper uses up to 15 and
+# the convergence analysis 14; beyond this a typo (1000 for 10) would silently run for hours.
+MAX_TIMESTEPS = 100
 
 
 @dataclass(frozen=True)

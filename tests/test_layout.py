@@ -18,7 +18,7 @@ LAYERS = (
     "data",
     "base",
 )
-BASE = ("config", "errors", "intervals", "metrics", "progress", "schema", "validate")
+BASE = ("bounds", "config", "errors", "intervals", "metrics", "progress", "schema", "validate")
 # Public names at the top that only re-export a lower layer's API, as __init__ does.
 FACADES = ("results",)
 

@@ -11,11 +11,9 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from pcnets.bounds import MAX_TIMESTEPS
 from pcnets.errors import PcnetsError
 
-# The most timesteps a run may unroll (pc.timesteps, --timesteps): the paper uses up to 15 and
-# the convergence analysis 14; beyond this a typo (1000 for 10) would silently run for hours.
-MAX_TIMESTEPS = 100
 # The upper end of each hyperparameter (alpha, the error-correction rate, has none).
 UPPER = {"beta": 1.0, "lam": 1.0, "alpha": math.inf}
 # How the decoder error is reduced over a batch (pc.error_reduction).

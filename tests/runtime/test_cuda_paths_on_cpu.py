@@ -13,7 +13,7 @@ from helpers import tiny_pnet
 
 from pcnets.config import compose
 from pcnets.experiments.train.checkpoint import rng_state, set_rng_state
-from pcnets.runtime import distributed, memory
+from pcnets.runtime import distributed, peak_memory
 from pcnets.runtime.devices import resolve_device
 from pcnets.runtime.numerics import Numerics, autocast, numerics
 from pcnets.runtime.session import command_device
@@ -61,11 +61,11 @@ def test_peak_memory_reads_cuda_statistics_on_a_cuda_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: calls.append(("reset",)))
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 100 * 2**20)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 300 * 2**20)
-    with memory.PeakMemory("cuda:0") as peak:
+    with peak_memory.PeakMemory("cuda:0") as peak:
         pass
     assert peak.peak == 200 * 2**20 and peak.peak_mb == 300.0
     assert [c[0] for c in calls] == ["sync", "reset", "sync"]
-    with memory.PeakMemory("cpu") as cpu_peak:
+    with peak_memory.PeakMemory("cpu") as cpu_peak:
         block = torch.ones(4 * 2**20)  # 16 MiB touched
         block += 1
     assert cpu_peak.peak_mb > 0 and cpu_peak.peak >= 0
