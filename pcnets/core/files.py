@@ -99,6 +99,10 @@ def atomic_write(path: str | Path, data: str | bytes, fsync: bool = True) -> Pat
             if fsync:
                 os.fsync(fh.fileno())
         tmp.replace(path)
+    except OSError as exc:
+        if exc.filename == str(tmp):  # the error names the file asked for, not the temporary
+            exc.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

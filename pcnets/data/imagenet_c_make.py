@@ -65,15 +65,20 @@ class Counts(NamedTuple):
 
 
 def _finished_files(out_root: Path, cells: Iterable[tuple[str, int]], wnids: set[str]) -> set:
-    """Paths already written, listed per class folder (far fewer calls than a stat per file)."""
+    """Paths already written, listed per class folder (far fewer calls than a stat per file).
+    Temporary files an interrupted run left are removed on the way (`pcnets make-imagenet-c`
+    holds the tree's lock, so no other run is writing them)."""
     done = set()
     for name, severity in cells:
         for wnid in wnids:
             folder = out_root / name / str(severity) / wnid
-            if folder.is_dir():
-                done.update(
-                    folder / e.name for e in os.scandir(folder) if not e.name.startswith(".")
-                )
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                if not entry.name.startswith("."):
+                    done.add(folder / entry.name)
+                elif entry.name.endswith(".tmp"):
+                    Path(entry.path).unlink(missing_ok=True)
     return done
 
 

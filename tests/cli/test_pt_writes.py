@@ -73,3 +73,15 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_a_failed_run(tmp_path, 
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert not (out / "checkpoint.pt").exists()
     torch.manual_seed(0)  # the run seeded torch; leave no trace for the next test
+
+
+def test_a_refused_write_names_the_file_asked_for_not_its_temporary(tmp_path, monkeypatch):
+    from pcnets.core import files
+
+    def refuse(name, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(name))
+
+    monkeypatch.setattr(files, "open", refuse, raising=False)
+    with pytest.raises(PermissionError) as err:
+        files.atomic_write(tmp_path / "x.pt", b"data")
+    assert err.value.filename == str(tmp_path / "x.pt")
