@@ -8,7 +8,7 @@ import torch
 from toy_images import labelled_net
 
 import pcnets
-from pcnets.experiments.attack.attacks import sign_attack
+from pcnets.experiments.attack.sign import sign_attack
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
