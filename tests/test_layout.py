@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "pcnets"
 # Top to bottom: a module may import its own layer and the layers below it, never one above.
 LAYERS = ("cli", "experiments", "reporting", "runtime", "backbones", "core", "data", "base")
-BASE = ("config", "errors", "intervals", "metrics", "progress", "schema", "validate")
+BASE = ("bounds", "config", "errors", "intervals", "metrics", "progress", "schema", "validate")
 
 
 def layer_of(module: str) -> str | None:
