@@ -346,7 +346,7 @@ def test_eps_and_settings_are_checked():
             ["--eps", "0.01", "attack=cw"],
             "Available options in 'attack': apgd, apgd_t, autoattack, base, bim, fgsm, pgd, square",
         ),
-        (["--eps", "0.01", "attack.steps=0"], "attack.steps must be a whole number >= 1"),
+        (["--eps", "0.01", "attack.steps=0"], "attack.steps: 0 is below the minimum of 1"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args, message):
