@@ -55,7 +55,7 @@ def test_a_spec_without_a_typer_function_gets_a_plain_command(monkeypatch):
         res = cli("toy-report", "--cfg", "job", "seed=5", "--out", "there")
         assert res.exit_code == 0, res.output
         cfg = yaml.safe_load(res.stdout)
-        assert (cfg["seed"], cfg["out"], list(cfg)[-1]) == (5, "there", "manifold")
+        assert (cfg["seed"], cfg["out"], "manifold" in cfg) == (5, "there", True)
     finally:
         app.registered_commands[:] = before
 

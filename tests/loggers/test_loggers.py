@@ -87,7 +87,7 @@ def check_mlflow(client, experiment: str, sweep: Path) -> None:
             found = {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
             assert found[step] == pytest.approx(value)
         names = [f.path for f in client.list_artifacts(run.info.run_id, "figures")]
-        assert names == ["figures/noise_accuracy.png"]
+        assert sorted(names) == ["figures/noise_accuracy.png", "figures/terms.png"]
 
 
 def test_mlflow_logs_a_sweep_as_one_experiment_in_its_sqlite_store(sweep):
