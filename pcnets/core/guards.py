@@ -30,8 +30,8 @@ def check_choice(key: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
-def hyper_tensor(key: str, value, n: int) -> Tensor:
-    """``value`` (one number, or one per encoder) as a float32 tensor of shape [n], or one
+def hyper_tensor(key: str, value, n: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``value`` (one number, or one per encoder) as a ``dtype`` tensor of shape [n], or one
     PcnetsError line: a non-number, NaN, inf, or a value outside [0, UPPER[key]]."""
     values = _as_list(value)
     top = UPPER[key]
@@ -44,7 +44,7 @@ def hyper_tensor(key: str, value, n: int) -> Tensor:
             )
         if not 0 <= float(v) <= top:
             raise PcnetsError(f"pc.{key} must be {span}, got {value!r}")
-    t = torch.tensor([float(v) for v in values], dtype=torch.float32)
+    t = torch.tensor([float(v) for v in values], dtype=dtype)
     if t.numel() == 1:
         t = t.repeat(n)
     if t.numel() != n:

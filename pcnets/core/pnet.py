@@ -51,6 +51,10 @@ class PredictiveNet(DecoderFiles, nn.Module):
         self.transform = transform
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self._exact = {
+            k: torch.tensor(v, dtype=torch.float64).view(1, -1, 1, 1)
+            for k, v in (("mean", mean), ("std", std))
+        }
         n = len(self.encoder_names)
         if n < 1:
             raise PcnetsError("a PredictiveNet needs at least one encoder module name")
@@ -104,13 +108,25 @@ class PredictiveNet(DecoderFiles, nn.Module):
         """Set beta, lambda, alpha: scalars, or one value per encoder. Each must be a finite number
         >= 0, and 0 <= beta + lam <= 1."""
         given = {"beta": beta, "lam": lam, "alpha": alpha}
-        new = {
-            k: getattr(self, k).clone() if v is None else hyper_tensor(k, v, self.num_encoders)
-            for k, v in given.items()
-        }
-        check_shares(new["beta"], new["lam"])
-        for key, t in new.items():
-            getattr(self, key).copy_(t.to(getattr(self, key).device))
+        n, exact = self.num_encoders, dict(getattr(self, "_exact", {}))
+        for k, v in given.items():
+            if v is not None:
+                exact[k] = hyper_tensor(k, v, n, torch.float64)
+        check_shares(exact["beta"], exact["lam"])
+        self._exact = exact  # the values as given, so that .double() does not keep float32's
+        for key, t in exact.items():
+            buf = getattr(self, key)
+            buf.copy_(t.to(buf.device))
+
+    def _apply(self, fn, recurse=True):
+        """nn.Module's _apply; a float64 net then holds the hyperparameters as given, not their
+        float32 roundings."""
+        super()._apply(fn, recurse)
+        for key, t in getattr(self, "_exact", {}).items():
+            buf = getattr(self, key)
+            if buf.dtype == torch.float64:
+                buf.copy_(t.to(buf.device))
+        return self
 
     def hyper(self) -> Hyper:
         return Hyper(self.beta, self.lam, self.alpha)

@@ -71,3 +71,17 @@ def test_one_run_at_a_time_and_the_slot_is_empty_after_it(tmp_path):
     pnet.save_decoders(tmp_path / "d.pt", data={"split": "train"})
     assert pnet.load_decoders(tmp_path / "d.pt")["data"] == {"split": "train"}
     assert pnet.decoders_trained_on == {"split": "train"}
+
+
+def test_double_holds_the_hyperparameters_and_normalisation_as_given():
+    from helpers import tiny_pnet
+
+    pnet = tiny_pnet()
+    pnet.set_hyperparameters(beta=0.7, lam=[0.1, 0.2, 0.3], alpha=0.01)
+    assert pnet.beta.dtype == torch.float32 and pnet.beta[0].item() != 0.7  # float32's rounding
+    pnet.double()
+    assert pnet.beta.tolist() == [0.7] * 3 and pnet.lam.tolist() == [0.1, 0.2, 0.3]
+    assert pnet.alpha.tolist() == [0.01] * 3
+    assert pnet.mean.dtype == torch.float64 and pnet.mean.flatten()[0].item() == 0.4
+    pnet.float()
+    assert pnet.beta[0].item() == torch.tensor(0.7, dtype=torch.float32).item()
