@@ -51,15 +51,20 @@ def image_noise(
     )
 
 
+def check_unit(key: str, value, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices`` (the British 'normalised' is read as 'normalized'),
+    else one PcnetsError line naming ``key``."""
+    value = "normalized" if str(value) == "normalised" else str(value)
+    if value not in choices:
+        raise PcnetsError(
+            f"{key} must be one of {', '.join(choices)}, got {value!r}{suggest(value, choices)}"
+        )
+    return value
+
+
 def check_noise_space(space: str) -> str:
     """'normalized' or 'pixel' (the British spelling is accepted); anything else is an error."""
-    space = "normalized" if str(space) == "normalised" else str(space)
-    if space not in NOISE_SPACES:
-        raise PcnetsError(
-            f"eval.noise_space must be one of {', '.join(NOISE_SPACES)}, got {space!r}"
-            f"{suggest(space, NOISE_SPACES)}"
-        )
-    return space
+    return check_unit("eval.noise_space", space, NOISE_SPACES)
 
 
 def add_noise(

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pcnets.errors import PcnetsError, suggest
+from pcnets.data.noise import check_unit
+from pcnets.errors import PcnetsError
 
 SIGMA_UNITS = ("reference", "normalized", "pixel")
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,13 +26,7 @@ REFERENCE_STD = sum(IMAGENET_STD) / 3
 
 def check_sigma_unit(unit) -> str:
     """'reference', 'normalized' (British spelling accepted) or 'pixel'; else a PcnetsError."""
-    unit = "normalized" if str(unit) == "normalised" else str(unit)
-    if unit not in SIGMA_UNITS:
-        raise PcnetsError(
-            f"eval.sigma_unit must be one of {', '.join(SIGMA_UNITS)}, got {unit!r}"
-            f"{suggest(unit, SIGMA_UNITS)}"
-        )
-    return unit
+    return check_unit("eval.sigma_unit", unit, SIGMA_UNITS)
 
 
 def mean_std(std: Sequence[float] | float) -> float:
