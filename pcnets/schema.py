@@ -189,6 +189,7 @@ class Tune:
     sigmas: list[float] = bounded([], ">= 0")
     learn_alpha: bool = True
     save_every: int = bounded(10, ">= 1")
+    heldout_fraction: float = bounded(0.15, "[0, 1)")
 
 
 @dataclass

@@ -5,13 +5,13 @@ are in pcnets.experiments.hyperparams, the table and figure in pcnets.reporting.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Subset
 
 from pcnets.core.pnet import PredictiveNet
 from pcnets.data import build_dataset
@@ -24,6 +24,8 @@ from pcnets.experiments.hyperparams import (
     check_objective,
     objective,
 )
+from pcnets.experiments.tune_heldout import heldout_rows, split_heldout
+from pcnets.experiments.tune_record import hyper_file
 from pcnets.progress import progress as bar_of
 from pcnets.reporting.tune import render
 from pcnets.runtime.devices import switch
@@ -33,7 +35,6 @@ from pcnets.runtime.loading import num_workers
 from pcnets.runtime.runs import Run, cell_key
 from pcnets.runtime.session import Result
 
-HYPER_FORMAT = "pcnets-hyper-v1"
 STATE_FILE = "tune_state.pt"
 
 
@@ -117,9 +118,26 @@ def tune(
     if dataset is None:
         dataset = build_dataset(cfg.data, pnet.transform, split="train")
     seed = int(cfg.seed)
+    tuning, held = split_heldout(dataset, float(tc.get("heldout_fraction") or 0))
+    heldout = partial(
+        heldout_rows,
+        session,
+        pnet,
+        run,
+        images=Subset(dataset, held),
+        sigmas=sigmas,
+        timesteps=timesteps,
+        kind=kind,
+        batch=batch,
+        seed=seed,
+    )
+    if held:
+        heldout("initial", initial)
     # tune.batch_size images per step in all; under torchrun each process takes a slice of them
     mine = shard_indices(batch, rank(), world)
-    plan = [batch_indices(len(dataset), batch, s, seed) for s in range(start, steps)]
+    plan = [
+        [tuning[i] for i in batch_indices(len(tuning), batch, s, seed)] for s in range(start, steps)
+    ]
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=[[b[i] for i in mine] for b in plan],
@@ -161,7 +179,9 @@ def tune(
     final = params.values()
     if not run.is_done(cell_key(final=True)):
         run.record(cell_key(final=True), _rows(steps, final, names))
-    hyper = _hyper_file(cfg, pnet, run, final, initial, timesteps, sigmas, kind)
+    if held:
+        heldout("tuned", final)
+    hyper = hyper_file(cfg, pnet, run, final, initial, timesteps, sigmas, kind)
     path = run.write_text("hyper.json", json.dumps(hyper, indent=2) + "\n")
     summary = render(run.path) if run.writer else []
     session.finish(hyper=str(path))
@@ -173,54 +193,6 @@ def _save_state(path: Path, params: HyperParams, optim, step: int, initial: dict
     """The values and Adam's moments after ``step`` steps, written atomically (the resume point)."""
     state = {"params": params.state_dict(), "optim": optim.state_dict()}
     atomic_save(path, {**state, "step": step, "initial": initial})
-
-
-def loss_summary(metrics: pd.DataFrame) -> tuple[float | None, float | None, dict]:
-    """The mean objective over the first and the last quarter of the steps, overall and per
-    sigma ({sigma: [first, last]}): single steps are too noisy to compare (small batches)."""
-    losses = metrics.dropna(subset=["loss"]).drop_duplicates("step").sort_values("step")
-    if losses.empty:
-        return None, None, {}
-    quarter = max(1, len(losses) // 4)
-    head, tail = losses.head(quarter), losses.tail(quarter)
-    by_sigma = {}
-    for sigma, part in losses.groupby("sigma"):
-        q = max(1, len(part) // 4)
-        by_sigma[f"{sigma:g}"] = [
-            float(part["loss"].head(q).mean()),
-            float(part["loss"].tail(q).mean()),
-        ]
-    return float(head["loss"].mean()), float(tail["loss"].mean()), by_sigma
-
-
-def _hyper_file(cfg, pnet, run, final, initial, timesteps, sigmas, kind) -> dict:
-    first, last, by_sigma = loss_summary(run.metrics())
-    return {
-        "format": HYPER_FORMAT,
-        "backbone": pnet.name,
-        "encoders": list(pnet.encoder_names),
-        "beta": final["beta"],
-        "lam": final["lam"],
-        "alpha": final["alpha"],
-        "memory": final["memory"],
-        "initial": {k: initial[k] for k in ("beta", "lam", "alpha")},
-        "objective": kind,
-        "timesteps": timesteps,
-        "sigmas": sigmas,
-        "steps": int(cfg.tune.steps),
-        "batch_size": int(cfg.tune.batch_size),
-        "lr": float(cfg.tune.lr),
-        "first_loss": first,
-        "final_loss": last,
-        "loss_by_sigma": by_sigma,
-        "error_reduction": pnet.error_reduction,
-        "gradient_scaling": bool(pnet.gradient_scaling),
-        "decoders": cfg.pc.get("decoders"),
-        "data": {k: cfg.data.get(k) for k in ("kind", "root", "split", "limit")},
-        "config_hash": run.hash,
-        "run": str(run.path),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
 
 
 run = tune  # the entry point every command module has: run(cfg) -> Result

@@ -20,6 +20,7 @@ import pandas as pd
 from pcnets.errors import PcnetsError
 from pcnets.reporting.commands import COMMANDS, specs_with
 from pcnets.reporting.findings import findings
+from pcnets.reporting.pairs import paired_section
 from pcnets.reporting.run_folders import RunFolder, load_run, load_runs
 from pcnets.reporting.sections import run_section
 from pcnets.reporting.tables import markdown_table
@@ -77,6 +78,9 @@ def build_report(runs: list[RunFolder], out: Path, copy_figures: bool = False) -
         lines += ["## Summary", ""]
         for s in summaries:
             lines += [s, ""]
+    paired = paired_section(runs)
+    if paired:
+        lines += [paired, ""]
     current = None
     for run in runs:
         if run.command != current:

@@ -64,6 +64,33 @@ def _correct(run, sigma: float) -> pd.Series:
     return pd.Series(list(correct[:, -1]), index=keys), pd.Series(list(correct[:, 0]), index=keys)
 
 
+def paired_change(base, run, sigma: float, resamples: int, seed: int) -> dict | None:
+    """The change in accuracy at the last timestep from eval-noise run ``base`` to ``run`` at
+    ``sigma``, paired over the images both evaluated: value, bootstrap interval, exact McNemar p,
+    MDE (in points) and n; None when either lacks the sigma or they share no image."""
+    if not all((r.path / IMAGES / noise_file(sigma)).is_file() for r in (base, run)):
+        return None
+    mine, _ = _correct(run, sigma)
+    theirs, _ = _correct(base, sigma)
+    common = mine.index.intersection(theirs.index)
+    if common.empty:
+        return None
+    a = np.array(theirs[common].tolist(), bool)
+    b = np.array(mine[common].tolist(), bool)
+    test = paired_test(a, b)
+    diff = bootstrap_means(np.stack([a, b], 1), resamples, seed)
+    low, high = percentile_interval(diff[:, 1] - diff[:, 0])
+    return {
+        "value": 100 * (b.mean() - a.mean()),
+        "unit": "pp",
+        "low": 100 * low,
+        "high": 100 * high,
+        "p_value": test["p_value"],
+        "mde": 100 * test["mde"],
+        "n": len(common),
+    }
+
+
 def noise_rows(
     runs: list, labels: list[str], baseline: int, resamples: int, seed: int
 ) -> list[dict]:
@@ -90,32 +117,11 @@ def noise_rows(
                     **where,
                 )
             )
-            if run is base or not (base.path / IMAGES / noise_file(r.sigma)).is_file():
+            if run is base:
                 continue
-            mine, _ = _correct(run, r.sigma)
-            theirs, _ = _correct(base, r.sigma)
-            common = mine.index.intersection(theirs.index)
-            if common.empty:
-                continue
-            a = np.array(theirs[common].tolist(), bool)
-            b = np.array(mine[common].tolist(), bool)
-            test = paired_test(a, b)
-            diff = bootstrap_means(np.stack([a, b], 1), resamples, seed)
-            low, high = percentile_interval(diff[:, 1] - diff[:, 0])
-            where["n"] = len(common)
-            value = 100 * (b.mean() - a.mean())
-            rows.append(
-                summary_row(
-                    "change_from_baseline",
-                    value,
-                    "pp",
-                    100 * low,
-                    100 * high,
-                    p_value=test["p_value"],
-                    mde=100 * test["mde"],
-                    **where,
-                )
-            )
+            paired = paired_change(base, run, r.sigma, resamples, seed)
+            if paired is not None:
+                rows.append(summary_row("change_from_baseline", **{**where, **paired}))
     adjusted = holm([r["p_value"] for r in rows])
     for r, p in zip(rows, adjusted, strict=True):
         r["p_adjusted"] = p

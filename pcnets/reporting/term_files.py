@@ -32,17 +32,20 @@ def new_sizes(pnet, timesteps: int) -> TermSizes:
 
 
 def save_cell_terms(run_path: Path, cell_file: str, sizes: TermSizes, names, fields) -> Path:
-    """Write one cell's rows (TermSizes.rows with the cell's ``fields``) to terms/<cell>.csv."""
+    """Write one cell's rows (TermSizes.rows with the cell's ``fields``) to terms/<cell>.csv;
+    a run of 0 timesteps has none and writes nothing."""
     stem = Path(cell_file).stem
     target = Path(run_path) / TERMS_DIR / f"{stem}.csv"
+    rows = sizes.rows(list(names), **fields)
+    if not rows:  # no timestep after t = 0 (T = 0): no update, so no terms, and no file
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(sizes.rows(list(names), **fields))
-    return atomic_write(target, frame.to_csv(index=False))
+    return atomic_write(target, pd.DataFrame(rows).to_csv(index=False))
 
 
 def load_terms(path: Path) -> pd.DataFrame | None:
     """Every cell's rows of a run folder (in file-name order), or None when none were recorded."""
-    files = sorted((Path(path) / TERMS_DIR).glob("*.csv"))
+    files = [f for f in sorted((Path(path) / TERMS_DIR).glob("*.csv")) if f.stat().st_size]
     if not files:
         return None
     return pd.concat([pd.read_csv(f, dtype={"layer": str}) for f in files], ignore_index=True)

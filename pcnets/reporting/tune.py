@@ -10,6 +10,7 @@ import pandas as pd
 
 from pcnets.reporting.figures import Curve, Panel, save_panels
 from pcnets.reporting.tables import markdown_table, summary_row, write_summary
+from pcnets.reporting.term_files import render_terms
 from pcnets.runtime.files import atomic_write
 
 
@@ -25,7 +26,11 @@ def render(path: str | Path) -> list[str]:
         path / "tune.png",
         title=f"{hyper['backbone']}: {hyper['objective']} CE, noisy images",
     )
-    write_summary(path, summary_rows(hyper))
+    title = f"{hyper['backbone']} tune, held-out images"
+    term_rows, term_lines = render_terms(path, title, by=["condition", "sigma"])
+    write_summary(path, summary_rows(hyper) + term_rows)
+    if term_lines:
+        atomic_write(path / "table.md", (path / "table.md").read_text() + "\n".join(term_lines))
     lines = [
         f"{key:6s} " + " ".join(f"{v:.4g}" for v in hyper[key]) for key in ("beta", "lam", "alpha")
     ]
@@ -35,6 +40,8 @@ def render(path: str | Path) -> list[str]:
             "objective (mean over the first / last quarter of the steps): "
             f"{first:.3f} -> {final:.3f}"
         )
+    if heldout_text(hyper):
+        lines.append(heldout_text(hyper).strip())
     return lines
 
 
@@ -58,7 +65,48 @@ def summary_rows(hyper: dict) -> list[dict]:
     for sigma, pair in hyper.get("loss_by_sigma", {}).items():
         for key, value in zip(("first_loss", "final_loss"), pair, strict=True):
             rows.append(summary_row(key, value, "nats", condition="sigma", sigma=float(sigma), n=n))
+    return rows + heldout_rows(hyper.get("heldout"))
+
+
+def heldout_rows(heldout: dict | None) -> list[dict]:
+    """heldout_loss_<phase> (nats) and heldout_accuracy_<phase> (%) of the held-out images, the
+    mean over sigmas (condition all) and per sigma."""
+    if not heldout:
+        return []
+    rows, n = [], heldout["images"]
+    for phase in ("initial", "tuned"):
+        loss, acc = heldout["loss"][phase], 100 * heldout["accuracy"][phase]
+        rows.append(summary_row(f"heldout_loss_{phase}", loss, "nats", condition="all", n=n))
+        rows.append(summary_row(f"heldout_accuracy_{phase}", acc, "%", condition="all", n=n))
+        for sigma, by_phase in heldout["by_sigma"].items():
+            loss, acc = by_phase[phase]
+            where = {"condition": "sigma", "sigma": float(sigma), "n": n}
+            rows.append(summary_row(f"heldout_loss_{phase}", loss, "nats", **where))
+            rows.append(summary_row(f"heldout_accuracy_{phase}", 100 * acc, "%", **where))
     return rows
+
+
+def heldout_text(hyper: dict) -> str:
+    """table.md's line on the held-out objective ('' when none was asked for)."""
+    heldout, fraction = hyper.get("heldout"), hyper.get("heldout_fraction")
+    if not heldout:
+        if not fraction:
+            return ""
+        return (
+            f"No image fell in the held-out share (tune.heldout_fraction={fraction}): the "
+            "objective was not checked on held-out images.\n"
+        )
+    loss, acc = heldout["loss"], heldout["accuracy"]
+    per_sigma = ", ".join(
+        f"sigma {s}: {p['initial'][0]:.3f} -> {p['tuned'][0]:.3f}"
+        for s, p in heldout["by_sigma"].items()
+    )
+    verdict = "fell" if loss["tuned"] < loss["initial"] else "did not fall"
+    return (
+        f"Objective on {heldout['images']} held-out images (never in a tuning batch), initial -> "
+        f"tuned: {loss['initial']:.4f} -> {loss['tuned']:.4f} ({verdict}; {per_sigma}); "
+        f"accuracy at T {100 * acc['initial']:.1f} -> {100 * acc['tuned']:.1f} %.\n"
+    )
 
 
 def tune_table(metrics: pd.DataFrame, hyper: dict) -> str:
@@ -85,6 +133,7 @@ def tune_table(metrics: pd.DataFrame, hyper: dict) -> str:
         f"T = {hyper['timesteps']} timesteps, sigma in {hyper['sigmas']}, normalised space).\n"
         f"Mean objective over the first / last quarter of the steps: "
         f"{_fmt(hyper['first_loss'])} -> {_fmt(hyper['final_loss'])} ({per_sigma}).\n"
+        f"{heldout_text(hyper)}"
         "Values: initial -> tuned; the top encoder has no feedback (lambda fixed to 0).\n\n"
     )
     return head + markdown_table(pd.DataFrame(rows)) + "\n"

@@ -114,3 +114,14 @@ def test_manifold_records_the_terms_of_each_sigmas_noisy_copies(tmp_path):
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert (summary["metric"] == "term_ratio").sum() == 2 * pnet.num_encoders * len(TERMS)
     assert (tmp_path / "terms.png").is_file()
+
+
+def test_a_run_of_zero_timesteps_has_no_terms_and_renders(tmp_path):
+    """T = 0 runs no update: no terms file is written, and the run still renders (a run of the
+    feedforward model once wrote empty files that stopped its report)."""
+    result = eval_noise(
+        noise_cfg(tmp_path / "run", "pc.timesteps=0"), pnet=toy_pnet(), progress=False
+    )
+    assert not (result.path / "terms.csv").exists() and not (result.path / "terms").exists()
+    assert "Term sizes" not in (result.path / "table.md").read_text()
+    assert set(result.metrics["timestep"]) == {0}

@@ -136,7 +136,8 @@ def test_tuning_lowers_the_objective_and_writes_a_hyper_file_that_loads(tmp_path
     pnet.set_hyperparameters(**values)  # beta + lambda <= 1 is checked here
     assert pnet.beta.tolist() == pytest.approx(saved["beta"], abs=1e-7)
     metrics = result.run.metrics()
-    assert len(metrics) == (20 + 1) * 3  # one row per step and encoder, plus the final values
+    # one row per step and encoder, the final values, and the held-out objective before and after
+    assert len(metrics) == (20 + 1) * 3 + 2
     assert metrics["step"].max() == 20 and (tmp_path / "tune.png").stat().st_size > 10_000
     assert "0.800 ->" in (tmp_path / "table.md").read_text()
 

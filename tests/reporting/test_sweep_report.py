@@ -20,8 +20,10 @@ from pcnets.runtime.runs import Run, cell_key
 T, N = 2, 60
 
 
-def _job(folder, lam: float, correct: np.ndarray) -> None:
-    cfg = compose(["data.limit=5", "eval.bootstrap=50", f"pc.timesteps={T}", f"pc.lam={lam}"])
+def _job(folder, lam: float, correct: np.ndarray, *extra: str) -> None:
+    cfg = compose(
+        ["data.limit=5", "eval.bootstrap=50", f"pc.timesteps={T}", f"pc.lam={lam}", *extra]
+    )
     run = Run("eval-noise", cfg, out=folder)
     keys = [f"n0/{i:03d}.JPEG" for i in range(N)]
     labels = np.arange(N) % 5

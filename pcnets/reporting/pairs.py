@@ -1,0 +1,117 @@
+"""Paired comparisons between the eval-noise runs of one report (issue 22, item 6): two runs that
+differ in exactly one config key (the sigmas aside) and evaluated the same images are compared at
+their last timestep, image by image, e.g. the demo's tuned against its default hyperparameters.
+
+Jobs of one ``-m`` sweep are left to the sweep's own report (`pcnets report SWEEP`, sweep.md).
+The run whose differing value is unset (null, false, 0) is the baseline, else the first in the
+report's order. Holm's adjustment is over every row of the section: the report's family.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from pcnets.intervals import holm
+from pcnets.reporting.sigma_labels import read_units, sigma_label
+from pcnets.reporting.sweep import is_sweep, paired_change, swept
+from pcnets.reporting.tables import markdown_table
+
+SIGMAS_KEY = "eval.sigmas"  # runs over other sigmas are compared on the sigmas they share
+
+
+def _unset(value) -> bool:
+    return value is None or value is False or value == 0 or value in ("null", "none")
+
+
+def pairs(runs: list) -> list[tuple]:
+    """(baseline run, other run, differing key) for every pair of finished eval-noise runs, not of
+    one sweep, whose configs differ in one key besides the sigmas."""
+    noise = [r for r in runs if r.command == "eval-noise" and r.status in ("finished", "suspect")]
+    found = []
+    for a, b in combinations(noise, 2):
+        parent = a.path.resolve().parent
+        if parent == b.path.resolve().parent and is_sweep(parent):
+            continue
+        keys = {k: v for k, v in swept([a, b]).items() if k != SIGMAS_KEY}
+        if len(keys) != 1:
+            continue
+        ((key, (va, vb)),) = keys.items()
+        found.append((b, a, key) if _unset(vb) and not _unset(va) else (a, b, key))
+    return found
+
+
+def pair_rows(runs: list) -> list[dict]:
+    """One row per pair and shared sigma: the change in points with interval, p, Holm p, MDE."""
+    rows = []
+    for base, other, key in pairs(runs):
+        cfg = base.config
+        resamples = int(OmegaConf.select(cfg, "eval.bootstrap", default=1000))
+        seed = int(OmegaConf.select(cfg, "seed", default=0))
+        space = str(OmegaConf.select(cfg, "eval.noise_space", default="normalized"))
+        units = read_units(base.path, space)
+        shared = _sigmas(base) & _sigmas(other)
+        for sigma in sorted(shared):
+            paired = paired_change(base, other, sigma, resamples, seed)
+            if paired is None:
+                continue
+            change = f"{key}: {OmegaConf.select(cfg, key)} -> {OmegaConf.select(other.config, key)}"
+            rows.append(
+                {
+                    "comparison": change,
+                    "baseline": base.path.name,
+                    "run": other.path.name,
+                    "sigma": sigma_label(sigma, units),
+                    **paired,
+                }
+            )
+    for row, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+        row["p_adjusted"] = p
+        row["verdict"] = (
+            "decided" if p < 0.05 else f"not decided: {row['mde']:.1f} pp would show 4 in 5"
+        )
+    return rows
+
+
+def _sigmas(run) -> set[float]:
+    value = OmegaConf.select(run.config, SIGMAS_KEY, default=[0.0])
+    values = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+    return {float(s) for s in (values if isinstance(values, list) else [values])}
+
+
+def paired_section(runs: list) -> str:
+    """The report's section of paired comparisons between runs ('' when no pair exists)."""
+    rows = pair_rows(runs)
+    if not rows:
+        return ""
+    table = pd.DataFrame(rows)[
+        [
+            "comparison",
+            "baseline",
+            "run",
+            "sigma",
+            "value",
+            "low",
+            "high",
+            "p_value",
+            "p_adjusted",
+            "mde",
+            "n",
+            "verdict",
+        ]
+    ]
+    return "\n".join(
+        [
+            "## Paired comparisons between runs",
+            "",
+            "Eval-noise runs of this report that differ in one config key (the sigmas aside), "
+            "compared at their last timestep on the images both evaluated: accuracy of the run "
+            "minus the baseline in percentage points, 95 % paired bootstrap interval, exact "
+            "McNemar p, Holm-adjusted over every row below (decided below 0.05), and the change "
+            "detectable at 80 % power (MDE), the size a 'not decided' rules out.",
+            "",
+            markdown_table(table, digits=3),
+        ]
+    )
