@@ -176,6 +176,7 @@ class Attack:
     select: str = "correct"
     num_images: int = bounded(1000, ">= 1")
     batch_size: int = bounded(16, ">= 1")
+    terms: bool = True
     checks: AttackChecks = field(default_factory=AttackChecks)
 
 

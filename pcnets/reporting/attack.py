@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from pcnets.reporting.attack_figures import attack_figures, pivot
 from pcnets.reporting.attack_verdict import describe_dynamics, verdict
 from pcnets.reporting.tables import markdown_table, summary_row, write_summary
+from pcnets.reporting.term_files import render_terms
 from pcnets.runtime.files import atomic_write
 
 __all__ = ["INFO", "attack_table", "describe_dynamics", "render", "summary_rows", "verdict"]
@@ -39,9 +40,11 @@ def render(path: str | Path) -> str:
     info = json.loads((path / INFO).read_text())
     cfg = OmegaConf.load(path / "config.yaml")
     table = attack_table(metrics, checks, selection, info, cfg)
+    term_rows, term_lines = render_terms(path, f"{cfg.backbone.name} attack", ["condition"])
+    table = "\n".join([table.rstrip("\n"), "", *term_lines]) if term_lines else table
     atomic_write(path / "table.md", table)
     if len(metrics):
-        write_summary(path, summary_rows(metrics))
+        write_summary(path, summary_rows(metrics) + term_rows)
         attack_figures(path, metrics, cfg.backbone.name)
     return table
 

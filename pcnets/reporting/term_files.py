@@ -34,7 +34,8 @@ def new_sizes(pnet, timesteps: int) -> TermSizes:
 def save_cell_terms(run_path: Path, cell_file: str, sizes: TermSizes, names, fields) -> Path:
     """Write one cell's rows (TermSizes.rows with the cell's ``fields``) to terms/<cell>.csv;
     a run of 0 timesteps has none and writes nothing."""
-    stem = Path(cell_file).stem
+    name = Path(cell_file).name
+    stem = name.removesuffix(".npz")  # a cell's images file, or a bare name like sigma=0.25
     target = Path(run_path) / TERMS_DIR / f"{stem}.csv"
     rows = sizes.rows(list(names), **fields)
     if not rows:  # no timestep after t = 0 (T = 0): no update, so no terms, and no file

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from helpers import tiny_pnet, torchrun
@@ -249,6 +250,17 @@ def test_run_writes_cells_resumes_and_flags_masking(net, tmp_path, monkeypatch):
     for name in ("metrics.csv", "table.md", "success_vs_eps.png", "relative_vs_timestep.png"):
         assert (folder / name).stat().st_size > 0
     assert "WARNING" not in (folder / "table.md").read_text()
+    # the term sizes of the adversarial images' dynamics: every cell, its 6 images, t = 1
+    terms = pd.read_csv(folder / "terms.csv")
+    cells = {f"bim eps={e:g}, attacked at t={t}" for e in m["eps"].unique() for t in (0, 1)}
+    assert set(terms["condition"]) == cells and set(terms["images"]) == {6}
+    assert set(terms["timestep"]) == {1} and len(terms) == len(cells) * pnet.num_encoders * 4
+    assert (terms["term_ratio"] >= 0).all() and (
+        terms[terms["term"] == "ff"]["term_ratio"] > 0
+    ).all()
+    summary = pd.read_csv(folder / "summary.csv")
+    assert (summary["metric"] == "term_ratio").sum() == len(cells) * pnet.num_encoders * 4
+    assert "Term sizes" in (folder / "table.md").read_text()
 
     def no_attacks(*args, **kw):
         raise AssertionError("a finished run must not attack again")

@@ -98,11 +98,13 @@ def test_switched_off_there_are_no_terms_and_the_same_predictions(tmp_path):
 
 
 def test_manifold_records_the_terms_of_each_sigmas_noisy_copies(tmp_path):
-    cfg = manifold_cfg()
+    # 0.25 and 0.5 once shared a file name (sigma=0): the second overwrote the first
+    cfg = manifold_cfg("manifold.sigmas=[0.25,0.5,1.0]")
     pnet = tiny_pnet()
     manifold(cfg, pnet=pnet, run=Run("manifold", cfg, out=tmp_path), progress=False)
     terms = pd.read_csv(tmp_path / "terms.csv")
-    assert len(terms) == 2 * pnet.num_encoders * len(TERMS) * 3 and set(terms["images"]) == {12}
+    assert sorted(set(terms["sigma"])) == [0.25, 0.5, 1.0] and set(terms["images"]) == {12}
+    assert len(terms) == 3 * pnet.num_encoders * len(TERMS) * 3
     x = torch.stack([build_dataset(cfg.data, pnet.transform)[i][0] for i in range(12)])
     keys = build_dataset(cfg.data, pnet.transform).keys
     noise = image_noise(keys, tuple(x.shape[1:]), int(cfg.seed))
@@ -112,7 +114,7 @@ def test_manifold_records_the_terms_of_each_sigmas_noisy_copies(tmp_path):
     for (encoder, term, t), value in got.items():
         assert value == pytest.approx(want[encoder - 1, TERMS.index(term), t], rel=1e-5)
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert (summary["metric"] == "term_ratio").sum() == 2 * pnet.num_encoders * len(TERMS)
+    assert (summary["metric"] == "term_ratio").sum() == 3 * pnet.num_encoders * len(TERMS)
     assert (tmp_path / "terms.png").is_file()
 
 

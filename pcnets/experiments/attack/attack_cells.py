@@ -20,6 +20,7 @@ from pcnets.experiments.attack import attacks, sign
 from pcnets.experiments.attack.selection import Selection, load_images
 from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.intervals import wilson_interval
+from pcnets.reporting.terms import TermSizes
 from pcnets.runtime.distributed import all_reduce_sum
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.peak_memory import PeakMemory
@@ -63,10 +64,12 @@ def attack_cell(
     targets_of: Callable[[Tensor], Tensor | None],
     earlier: np.ndarray,
     bar: tqdm,
+    sizes: TermSizes | None = None,
 ) -> tuple[list[dict], np.ndarray]:
     """Attack this process's batches at cell (attack, t, eps); the t=0 cell also evaluates its
     images (made on the feedforward model) at every timestep: the transfer rows. ``earlier``
-    holds the masks of the same attack and t at the next smaller eps."""
+    holds the masks of the same attack and t at the next smaller eps. With ``sizes``, the term
+    sizes of the adversarial images' dynamics are added to it (summed over the processes)."""
     name, t, eps = cell
     targeted = spec.targeted_for(name)
     evaluated = spec.timesteps if t == 0 else (t,)
@@ -83,7 +86,11 @@ def attack_cell(
             adv = attacks.attack_images(model, images, labels, spec, eps, seed, targets, name)
         peak = max(peak, peak_memory.peak / len(positions))
         with torch.no_grad():
-            logits = pnet.run(adv, max(evaluated))
+            if sizes is None:
+                logits = pnet.run(adv, max(evaluated))
+            else:
+                steps = sizes.add_steps(pnet.steps(adv, max(evaluated), terms=True))
+                logits = [step.logits for step in steps]
         for j, when in enumerate(evaluated):
             masks[j, 0, positions] = (
                 sign.succeeded(logits[when], labels, targets, targeted).cpu().numpy()
@@ -93,6 +100,8 @@ def attack_cell(
         sums += [len(positions), float(delta.abs().amax(1).sum()), float(delta.norm(dim=1).sum())]
         bar.update(len(positions))
     masks = np.maximum(all_reduce_sum(masks), earlier[: len(evaluated)])
+    if sizes is not None:
+        sizes.reduce()
     sums = all_reduce_sum(sums)
     seconds = time.time() - start
     total = int(round(sums[0]))

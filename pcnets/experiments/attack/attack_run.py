@@ -32,6 +32,7 @@ from pcnets.experiments.attack.spec import AttackSpec
 from pcnets.experiments.attack.values import target_labels
 from pcnets.progress import progress
 from pcnets.reporting.attack import INFO, describe_dynamics, render
+from pcnets.reporting.term_files import new_sizes, save_cell_terms
 from pcnets.runtime.distributed import all_reduce_sum, is_main, rank, shard_indices, world_size
 from pcnets.runtime.files import atomic_write
 from pcnets.runtime.runs import Run, cell_key
@@ -102,7 +103,7 @@ def run(
     if show:
         for line in warning_lines(checks):
             tqdm.write(line)
-    _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, show)
+    _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, show, spec.terms)
 
     metrics = folder.metrics()  # complete on rank 0 only: it alone reads the finished cells
     if folder.writer:
@@ -147,8 +148,9 @@ def _finished(folder: Run, key: str) -> bool:
     return all_reduce_sum(int(folder.writer and folder.is_done(key))) > 0
 
 
-def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, show) -> None:
-    """Every (attack, t, eps) cell not yet finished, eps ascending within an attack and t."""
+def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, show, terms):
+    """Every (attack, t, eps) cell not yet finished, eps ascending within an attack and t; with
+    ``terms``, each cell's term sizes (the adversarial images' dynamics) in terms/<cell>.csv."""
     n = len(selection.indices)
     batches = [list(range(s, min(s + spec.batch_size, n))) for s in range(0, n, spec.batch_size)]
     mine = [(b, batches[b]) for b in shard_indices(len(batches), rank(), world_size())]
@@ -163,6 +165,7 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
             before = keys[(name, t, smaller[-1])] if smaller else None
             shape = (len(spec.timesteps) if t == 0 else 1, 2, n)
             earlier = attack_cells.read_hits(folder, before, shape)
+            sizes = new_sizes(pnet, t if t else max(spec.timesteps)) if terms else None
             rows, masks = attack_cells.attack_cell(
                 pnet,
                 factory(pnet, t),
@@ -175,7 +178,12 @@ def _sweep(folder, pnet, dataset, selection, spec, factory, device, targets_of, 
                 targets_of,
                 earlier,
                 bar,
+                sizes,
             )
+            if sizes is not None and folder.writer:
+                where = {"condition": f"{name} eps={eps:g}, attacked at t={t}"}
+                cell = f"{name}_t{t}_eps{eps:g}"
+                save_cell_terms(folder.path, cell, sizes, pnet.encoder_names, where)
             attack_cells.save_hits(folder, keys[(name, t, eps)], masks)
             folder.record(keys[(name, t, eps)], rows)
 

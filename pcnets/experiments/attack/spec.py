@@ -46,6 +46,7 @@ class AttackSpec:
     batch_size: int = 16
     checkpoint: bool | None = None
     allow_suspect: bool = False
+    terms: bool = True  # record the term sizes of the adversarial images' dynamics
     seed: int = 0
     checks: CheckSpec = field(default_factory=CheckSpec)
 
@@ -66,7 +67,7 @@ class AttackSpec:
             if not 0 < size <= 1:
                 raise PcnetsError(f"attack.{key} must be in (0, 1], got {size}")
             object.__setattr__(self, key, size)
-        for key in ("random_start", "targeted", "allow_suspect"):
+        for key in ("random_start", "targeted", "allow_suspect", "terms"):
             if not isinstance(getattr(self, key), bool):
                 raise PcnetsError(f"attack.{key} must be true or false, got {getattr(self, key)!r}")
         if self.checkpoint not in (None, True, False):
