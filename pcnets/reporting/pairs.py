@@ -2,13 +2,17 @@
 differ in exactly one config key (the sigmas aside) and evaluated the same images are compared at
 their last timestep, image by image, e.g. the demo's tuned against its default hyperparameters.
 
-Jobs of one ``-m`` sweep are left to the sweep's own report (`pcnets report SWEEP`, sweep.md).
-The run whose differing value is unset (null, false, 0) is the baseline, else the first in the
-report's order. Holm's adjustment is over every row of the section: the report's family.
+Two jobs of sweeps are left to the sweeps' own reports (`pcnets report SWEEP`, sweep.md): a pair
+needs one run made alone. Of runs with the same config, one stands for them all (one made
+alone if there is one). The run
+that holds the default value of the differing key is the baseline, else the one where it is unset
+(null, false, 0), else the first in the report's order. Holm's adjustment is over every row of the
+section: the report's family.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from itertools import combinations
 
 import pandas as pd
@@ -26,21 +30,61 @@ def _unset(value) -> bool:
     return value is None or value is False or value == 0 or value in ("null", "none")
 
 
+def _sweep_job(run) -> bool:
+    return is_sweep(run.path.resolve().parent)
+
+
+def name_of(run) -> str:
+    """A run's folder name, with its sweep's for a job (alpha/2)."""
+    return f"{run.path.parent.name}/{run.path.name}" if _sweep_job(run) else run.path.name
+
+
+@cache
+def _defaults():
+    from pcnets.config import compose
+
+    return compose([])
+
+
+def _same(x, y) -> bool:
+    """Equal as numbers, else as text (the values come from json_normalize: numpy scalars)."""
+    try:
+        return float(x) == float(y)
+    except (TypeError, ValueError):
+        return str(x) == str(y)
+
+
+def _baseline_first(a, b, key: str, va, vb) -> tuple:
+    default = OmegaConf.select(_defaults(), key, default=None)
+    if _same(va, default) != _same(vb, default):
+        return (a, b) if _same(va, default) else (b, a)
+    if _unset(va) != _unset(vb):
+        return (a, b) if _unset(va) else (b, a)
+    return a, b
+
+
 def pairs(runs: list) -> list[tuple]:
-    """(baseline run, other run, differing key) for every pair of finished eval-noise runs, not of
-    one sweep, whose configs differ in one key besides the sigmas."""
+    """(baseline run, other run, differing key) for every pair of finished eval-noise runs, one
+    of them made alone, whose configs differ in one key besides the sigmas."""
     noise = [r for r in runs if r.command == "eval-noise" and r.status in ("finished", "suspect")]
+    distinct = []
+    # a run with the config of an earlier one adds no comparison; runs made alone stand first
+    for run in sorted(noise, key=_sweep_job):
+        if not any(not _differing(run, seen) for seen in distinct):
+            distinct.append(run)
     found = []
-    for a, b in combinations(noise, 2):
-        parent = a.path.resolve().parent
-        if parent == b.path.resolve().parent and is_sweep(parent):
+    for a, b in combinations(distinct, 2):
+        if _sweep_job(a) and _sweep_job(b):
             continue
-        keys = {k: v for k, v in swept([a, b]).items() if k != SIGMAS_KEY}
-        if len(keys) != 1:
-            continue
-        ((key, (va, vb)),) = keys.items()
-        found.append((b, a, key) if _unset(vb) and not _unset(va) else (a, b, key))
+        keys = _differing(a, b)
+        if len(keys) == 1:
+            ((key, (va, vb)),) = keys.items()
+            found.append((*_baseline_first(a, b, key, va, vb), key))
     return found
+
+
+def _differing(a, b) -> dict:
+    return {k: v for k, v in swept([a, b]).items() if k != SIGMAS_KEY}
 
 
 def pair_rows(runs: list) -> list[dict]:
@@ -61,8 +105,8 @@ def pair_rows(runs: list) -> list[dict]:
             rows.append(
                 {
                     "comparison": change,
-                    "baseline": base.path.name,
-                    "run": other.path.name,
+                    "baseline": name_of(base),
+                    "run": name_of(other),
                     "sigma": sigma_label(sigma, units),
                     **paired,
                 }

@@ -56,4 +56,11 @@ def test_smoke_study_writes_every_stage(tmp_path, sample_root):
     assert (out / "eval-noise" / "subset.txt").read_text().count("\n") == 4
     terms = pd.read_csv(out / "alpha-relative" / "1" / "terms.csv")  # alpha 0.1 x ||e_n||
     assert (terms[terms["term"] == "error"]["term_ratio"] > 0).any()
-    assert "## Findings" in (out / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert "## Findings" in report
+    # alpha/0 and alpha-batch-mean/0 differ in pc.error_reduction alone: the report pairs them
+    assert "| pc.error_reduction: per_sample -> batch_mean |" in report
+    hyper = json.loads((out / "tune" / "0" / "hyper.json").read_text())
+    assert hyper["heldout"]["images"] > 0 and set(hyper["heldout"]["loss"]) == {"initial", "tuned"}
+    attack_terms = pd.read_csv(out / "attack" / "terms.csv")
+    assert attack_terms["condition"].str.contains("attacked at t=1").any()
