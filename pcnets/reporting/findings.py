@@ -16,15 +16,16 @@ from pcnets.reporting.commands import specs_with
 from pcnets.reporting.tables import interval_text, read_summary
 
 
-def verdict(low: float, high: float, better: str = "higher") -> str:
-    """Whether an interval of a change from t = 0 tells the direction: ``better`` is the word for
-    a positive change (accuracy up), the other direction is its opposite."""
+def verdict(low: float, high: float, better: str = "higher", null: str = "0") -> str:
+    """Whether an interval of a change from t = 0 (measured from 0) tells the direction:
+    ``better`` is the word for a positive change (accuracy up), the other direction is its
+    opposite; ``null`` is how the text names no change (1 for a ratio given as ratio - 1)."""
     worse = "lower" if better == "higher" else "higher"
     if low > 0:
-        return f"{better} (the interval excludes 0)"
+        return f"{better} (the interval excludes {null})"
     if high < 0:
-        return f"{worse} (the interval excludes 0)"
-    return "no change the interval can tell from 0"
+        return f"{worse} (the interval excludes {null})"
+    return f"no change the interval can tell from {null}"
 
 
 def decision(row, better: str = "higher", unit: str = "pp") -> str:
@@ -57,7 +58,7 @@ def decoder_quality(run, runs: list) -> str:
             summary = read_summary(other.path)
             if summary is not None and "r2_best" in summary.columns:
                 r2 = " ".join(f"{v:.2f}" for v in summary.sort_values("decoder")["r2_best"])
-                return f"decoders' held-out R^2 {r2} ({other.path.name})"
+                return f"decoders' held-out R^2 {r2} ({other.name})"
     return f"decoders {path} (their train-feedback run, with the R^2, is not in this report)"
 
 
@@ -118,10 +119,10 @@ def corruption_findings(summary: pd.DataFrame) -> list[str]:
             out.append(
                 f"{head} (undefined in {share:.0%} of resamples), ratio of summed errors "
                 f"{ratio_text} ({int(row['n'])} images): error "
-                f"{verdict(ratio['low'] - 1, ratio['high'] - 1)}"
+                f"{verdict(ratio['low'] - 1, ratio['high'] - 1, null='1')}"
             )
             continue
-        word = verdict(row["low"] - 1, row["high"] - 1)
+        word = verdict(row["low"] - 1, row["high"] - 1, null="1")
         out.append(f"{head} ({int(row['n'])} images): error {word}")
     return out
 

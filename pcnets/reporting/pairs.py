@@ -34,11 +34,6 @@ def _sweep_job(run) -> bool:
     return is_sweep(run.path.resolve().parent)
 
 
-def name_of(run) -> str:
-    """A run's folder name, with its sweep's for a job (alpha/2)."""
-    return f"{run.path.parent.name}/{run.path.name}" if _sweep_job(run) else run.path.name
-
-
 @cache
 def _defaults():
     from pcnets.config import compose
@@ -105,8 +100,8 @@ def pair_rows(runs: list) -> list[dict]:
             rows.append(
                 {
                     "comparison": change,
-                    "baseline": name_of(base),
-                    "run": name_of(other),
+                    "baseline": base.name,
+                    "run": other.name,
                     "sigma": sigma_label(sigma, units),
                     **paired,
                 }

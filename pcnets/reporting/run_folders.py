@@ -48,10 +48,18 @@ class RunFolder:
         return str(OmegaConf.select(self.config, "backbone.name", default="?"))
 
     @property
+    def name(self) -> str:
+        """The folder's name (the config hash by default), with its sweep's for a job of a -m
+        sweep (alpha/2): job numbers alone repeat across sweeps."""
+        if (self.path.parent / "multirun.yaml").is_file():
+            return f"{self.path.parent.name}/{self.path.name}"
+        return self.path.name
+
+    @property
     def label(self) -> str:
-        """Backbone, folder name (the config hash by default), and whether tuned hyperparameters
-        were used: tells runs apart in the summary tables."""
-        h = self.path.name
+        """Backbone, name (folder, or sweep/job), and whether tuned hyperparameters were used:
+        tells runs apart in the summary tables."""
+        h = self.name
         tuned = " (tuned)" if OmegaConf.select(self.config, "pc.hyper", default=None) else ""
         return f"{self.backbone} {h}{tuned}"
 

@@ -80,7 +80,8 @@ def test_a_basic_sweep_runs_one_run_folder_per_job_resumably_and_reports_them(in
     report = cli("report", str(sweep), "--out", str(in_tmp / "report.md"))
     assert report.exit_code == 0 and "(2 run folders)" in report.stdout, report.output
     text = (in_tmp / "report.md").read_text()  # one table across the jobs
-    assert "| resnet18 0 | 0 | 4 |" in text and "| resnet18 1 | 0 | 4 |" in text
+    # a job is named with its sweep: job numbers alone repeat across sweeps
+    assert "| resnet18 sw/0 | 0 | 4 |" in text and "| resnet18 sw/1 | 0 | 4 |" in text
     assert "| sw/0 |" in text and "| sw/1 |" in text
 
 

@@ -82,8 +82,10 @@ def test_success_never_falls_with_eps_image_by_image(net, tmp_path):
     assert m["success_high"].to_numpy() == pytest.approx(high)
     assert {c.name: c.passed for c in result.checks}["monotone_in_eps"]
     summary = pd.read_csv(result.path / "summary.csv")
-    assert len(summary) == len(m)
-    assert set(summary["metric"]) == {"success_rate", "transfer_success_rate"}
+    rates = summary[~summary["metric"].str.startswith("term_ratio")]  # and the terms' sizes
+    assert len(rates) == len(m)
+    assert set(rates["metric"]) == {"success_rate", "transfer_success_rate"}
+    assert set(summary["metric"]) - set(rates["metric"]) == {"term_ratio", "term_ratio_max"}
     top = summary[(summary.metric == "success_rate") & (summary.condition == "bim eps=0.5")]
     row = m[(m.kind == "unrolled") & (m.eps == 0.5)].sort_values("timestep")
     assert top.sort_values("timestep")["high"].to_numpy() == pytest.approx(

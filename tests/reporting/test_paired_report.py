@@ -103,10 +103,10 @@ def test_corruption_findings_rely_on_the_ratio_of_sums_when_resamples_are_undefi
     (text,) = corruption_findings(summary)
     assert "undefined in 42% of resamples" in text
     assert "ratio of summed errors 1.148 [0.970, 1.310]" in text
-    assert text.endswith("no change the interval can tell from 0")  # not "higher" from [1.05, inf]
+    assert text.endswith("no change the interval can tell from 1")  # not "higher" from [1.05, inf]
     summary.loc[1, "value"] = 0.0
     (text,) = corruption_findings(summary)
-    assert "summed" not in text and "higher (the interval excludes 0)" in text
+    assert "summed" not in text and "higher (the interval excludes 1)" in text
 
 
 def test_noise_findings_name_the_sigma_in_the_papers_units():
