@@ -23,6 +23,7 @@ from pcnets.reporting.sigma_labels import read_units, sigma_label
 from pcnets.reporting.sweep import is_sweep, paired_change, swept
 from pcnets.reporting.tables import markdown_table
 
+COLUMNS = "comparison baseline run sigma value low high p_value p_adjusted mde n verdict".split()
 SIGMAS_KEY = "eval.sigmas"  # runs over other sigmas are compared on the sigmas they share
 
 
@@ -125,22 +126,7 @@ def paired_section(runs: list) -> str:
     rows = pair_rows(runs)
     if not rows:
         return ""
-    table = pd.DataFrame(rows)[
-        [
-            "comparison",
-            "baseline",
-            "run",
-            "sigma",
-            "value",
-            "low",
-            "high",
-            "p_value",
-            "p_adjusted",
-            "mde",
-            "n",
-            "verdict",
-        ]
-    ]
+    table = pd.DataFrame(rows)[COLUMNS]
     return "\n".join(
         [
             "## Paired comparisons between runs",
