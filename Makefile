@@ -37,7 +37,7 @@ lint: setup
 demo: setup
 	scripts/demo.sh
 
-# The evidence behind the README's findings (about 60 minutes on a 2-core CPU): results/study/.
+# The evidence behind the README's findings (55 minutes on a 2-core CPU): results/study/.
 # Resumable stage by stage; SMOKE=1 runs every stage at tiny scale (results/study-smoke/).
 study: setup
 	SMOKE=$(SMOKE) scripts/study.sh

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make study`: the evidence behind the README's findings (issue 22, item 9), on
 # PEfficientNet-Lite0 and the ImageNet sample, sized to finish within 60 minutes on a 2-core CPU.
-# The costs behind the sizes (this machine: ~0.02 s per image and timestep, ~0.3 s to make one
-# corrupted image, an attack step ~4 forward passes): the paper's grid at T=10 on all 485 eval
-# images is 13 minutes of it, so the ablations, tuning, corruptions and attacks run at T=5 (the
+# Measured: 55 minutes on this machine (the costs behind the sizes: ~0.02 s per image and
+# timestep, an attack step ~4 forward passes): the paper's grid at T=10 on all 485 eval images
+# is 11 minutes of it, so the ablations, tuning, corruptions and attacks run at T=5 (the
 # grid's run records every t, so its t=5 is the same setting on 485 images).
 # Every stage is a run folder (or a -m sweep folder) under results/study/ and resumes when rerun:
 # finished stages and cells are skipped; STAGES="3 9" runs only those stages. SMOKE=1 runs every
@@ -26,9 +26,9 @@ if [ "${SMOKE:-0}" = 1 ]; then
   MAX_IMAGES="8,12" ALPHAS="0.01,100" BM_ALPHAS="0.01,100" REL_ALPHAS="0.001,0.1"
   LAMBDAS="choice(0,[0.1,0,0,0,0,0,0,0])"
 else
-  N=${STUDY_IMAGES:-485}                 # the paper's sigma grid: the whole eval half (~13 min)
-  N_SWEEP=${STUDY_SWEEP_IMAGES:-100}     # each of the 27 jobs of the ablation sweeps (~25 s a job)
-  N_CORRUPT=${STUDY_CORRUPTION_IMAGES:-100}  # 19 corruptions at severity 3 (~12 min)
+  N=${STUDY_IMAGES:-485}                 # the paper's sigma grid: the whole eval half (~11 min)
+  N_SWEEP=${STUDY_SWEEP_IMAGES:-100}     # each of the 27 jobs of the ablation sweeps (~35 s a job)
+  N_CORRUPT=${STUDY_CORRUPTION_IMAGES:-100}  # 19 corruptions at severity 3 (~5.5 min)
   N_ATTACK=${STUDY_ATTACK_IMAGES:-32}    # BIM, APGD and Square at t=0 and t=TS (~10 min)
   N_MANIFOLD=${STUDY_MANIFOLD_IMAGES:-100}  # convergence with its controls (~3 min)
   T=${STUDY_TIMESTEPS:-10}               # the paper's T: its sigma grid and the convergence
@@ -124,8 +124,7 @@ fi
 if want 9; then
 stage "9/12 all 19 corruptions at severity 3 on $N_CORRUPT stratified images, T=$TS"
 # severity 3 only: 19 corruptions x 5 severities would be 5x the time; the middle severity keeps
-# every corruption (the relative mCE is a mean over corruptions). Making the corrupted images, not
-# the model, is most of this stage's time.
+# every corruption (the relative mCE is a mean over corruptions).
 "$PCNETS" eval-corruptions "${NET[@]}" "${EVAL[@]}" "data.limit=$N_CORRUPT" \
   "corruptions.names=$CORRUPTIONS" "corruptions.severities=[3]" --timesteps "$TS" \
   --out "$OUT/eval-corruptions"
