@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_pnet, torchrun
+from helpers import standardised_tiny_net, tiny_pnet, torchrun
 from typer.testing import CliRunner
 
 import pcnets.experiments.attack as attack_module
@@ -52,21 +52,9 @@ class Images(torch.utils.data.Dataset):
 def attackable_net():
     """The 5-class tiny net with a standardised head, so its predictions vary across images and
     every class is reachable; flat-coloured noisy images, labelled with its own t=0 predictions."""
-    pnet = tiny_pnet(size=SIZE)
-    gen = torch.Generator().manual_seed(0)
-    base = torch.rand(40, 3, 1, 1, generator=gen) * 0.8 + 0.1
-    x = (base + 0.1 * torch.randn(40, 3, SIZE, SIZE, generator=gen)).clamp(0, 1)
-    feats = {}
-    head = pnet.backbone[-1]
-    hook = head.register_forward_hook(lambda m, i, o: feats.__setitem__("f", i[0]))
+    pnet, x = standardised_tiny_net(40, torch.Generator().manual_seed(0), SIZE)
     with torch.no_grad():
-        pnet.feedforward(x)
-        hook.remove()
-        mu, sd = feats["f"].mean(0), feats["f"].std(0)
-        head.weight.div_(sd).mul_(3)
-        head.bias.copy_(-(head.weight @ mu))
         labels = pnet.feedforward(x).argmax(1).tolist()
-    pnet.set_hyperparameters(alpha=0.5)
     return pnet, Images(x, labels)
 
 

@@ -60,6 +60,26 @@ def tiny_pnet(dtype=torch.float32, size: int = 8) -> PredictiveNet:
     return pnet.to(dtype)
 
 
+def standardised_tiny_net(n: int, gen: torch.Generator, size: int = 16):
+    """(pnet, images): tiny_pnet with its 5-class head standardised on n flat-coloured noisy
+    [0, 1] images drawn from ``gen`` (so predictions vary across images and every class is
+    reachable), and alpha 0.5; ``gen`` goes on from where the images left it."""
+    pnet = tiny_pnet(size=size)
+    base = torch.rand(n, 3, 1, 1, generator=gen) * 0.8 + 0.1
+    x = (base + 0.1 * torch.randn(n, 3, size, size, generator=gen)).clamp(0, 1)
+    feats = {}
+    head = pnet.backbone[-1]
+    hook = head.register_forward_hook(lambda m, i, o: feats.__setitem__("f", i[0]))
+    with torch.no_grad():
+        pnet.feedforward(x)
+        hook.remove()
+        mu, sd = feats["f"].mean(0), feats["f"].std(0)
+        head.weight.div_(sd).mul_(3)
+        head.bias.copy_(-(head.weight @ mu))
+    pnet.set_hyperparameters(alpha=0.5)
+    return pnet, x
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on right now."""
     with socket.socket() as s:
