@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from pcnets.intervals import holm
 from pcnets.reporting.sigma_labels import read_units, sigma_label
 from pcnets.reporting.sweep import is_sweep, paired_change, swept
-from pcnets.reporting.tables import markdown_table
+from pcnets.reporting.tables import markdown_table, read_summary
 
 COLUMNS = "comparison baseline run sigma value low high p_value p_adjusted mde n verdict".split()
 SIGMAS_KEY = "eval.sigmas"  # runs over other sigmas are compared on the sigmas they share
@@ -116,9 +116,12 @@ def pair_rows(runs: list) -> list[dict]:
 
 
 def _sigmas(run) -> set[float]:
-    value = OmegaConf.select(run.config, SIGMAS_KEY, default=[0.0])
-    values = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-    return {float(s) for s in (values if isinstance(values, list) else [values])}
+    """The sigmas a run evaluated, as its summary.csv and image files name them (the noise
+    space's unit): eval.sigmas may be in another unit (eval.sigma_unit=reference)."""
+    summary = read_summary(run.path)
+    if summary is None:
+        return set()
+    return set(summary.loc[summary["metric"] == "change_from_t0", "sigma"].astype(float))
 
 
 def paired_section(runs: list) -> str:

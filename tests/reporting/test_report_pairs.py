@@ -52,3 +52,13 @@ def test_sweep_jobs_are_left_to_the_sweep_reports_unless_paired_with_a_run_made_
     ((base, other, key),) = pairs([*jobs, alone])
     assert (base.path.name, other.path.name, key) == ("0", "alone", "pc.beta")
     assert pair_rows([*jobs, alone])[0]["baseline"] == "a/0"
+
+
+def test_pairs_compare_the_sigmas_the_runs_evaluated_not_the_configs_unit(tmp_path):
+    # eval.sigmas in the paper's units name other numbers than the runs' files (normalised units)
+    unit = ("eval.sigma_unit=reference", "eval.sigmas=[0.5]")
+    _job(tmp_path / "plain", 0.0, _correct(30, 30), *unit)
+    _job(tmp_path / "feedback", 0.1, _correct(30, 22), *unit)
+    runs = [load_run(tmp_path / name) for name in ("plain", "feedback")]
+    (row,) = pair_rows(runs)
+    assert row["sigma"] == "clean (sigma 0)" and row["value"] == pytest.approx(100 * 8 / N)
